@@ -1,0 +1,1 @@
+"""Backends: the only place where scenarios meet processes, containers and files."""

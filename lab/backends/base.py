@@ -1,0 +1,38 @@
+"""The narrow interface between the lab's pure core and the world that runs scenarios.
+
+A backend makes a target runnable and runs `python -m scenarios ARGV` for it under a hard
+timeout. Everything else (what to run, how to classify it) is the runner's business, so a
+new backend (another container engine, two containers for sender and receiver roles) only
+implements these few methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from lab.targets import Target
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What one scenario process left behind."""
+    stdout: str
+    stderr: str
+    returncode: int | None   # None when the lab had to kill it
+    timed_out: bool          # True when the hard timeout fired and the lab killed it
+    wall_s: float            # start to exit (or kill), as seen by the lab
+
+
+class Backend(Protocol):
+    name: str                # "local" or "docker"
+    description: str         # one line shown on screen, e.g. "local processes (no Docker engine)"
+
+    def prepare(self, target: Target) -> str | None:
+        """Make `target` runnable (venv, image, container). Return None when ready,
+        or a one-line reason why it is skipped on this backend (never raises for that)."""
+
+    def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
+        """Run the scenario program with `argv` for `target`; kill it after `timeout` s."""
+
+    def close(self) -> None:
+        """End and remove everything this backend started (processes, containers, files)."""
