@@ -1,0 +1,5 @@
+import sys
+
+from scenarios.harness import main
+
+sys.exit(main())

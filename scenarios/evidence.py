@@ -1,0 +1,120 @@
+"""Sequence checking and classification: pure code, no zmq, so it is unit-tested directly.
+
+Outcomes (most severe wins): error > deadlock > lost > misordered > ok; unsupported stands
+alone. `deadlock` needs a sender (or the shutdown sender) still inside a zmq call when
+progress stopped; when every sender finished but pings or the shutdown never arrived, that is
+`lost` (the reference's pub/sub "hang" is its shutdown lost by a brand-new PUB).
+"""
+from __future__ import annotations
+
+# States in which a thread is inside a zmq call (or waiting on one) rather than finished.
+# "wait-mutex" is not a zmq call, but a thread queued behind a stuck one is stuck with it.
+BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "close", "wait-mutex")
+
+
+class Tally:
+    """What the receiver saw from one control thread: each seq must be previous + 1."""
+
+    __slots__ = ("received", "next_expected", "missing", "duplicates", "reorders", "first_gap")
+
+    def __init__(self):
+        self.received = 0
+        self.next_expected = 1
+        self.missing = set()      # seqs skipped over so far; a late arrival is a reorder
+        self.duplicates = 0
+        self.reorders = 0
+        self.first_gap = None
+
+    def see(self, seq: int) -> None:
+        self.received += 1
+        expected = self.next_expected
+        if seq == expected:
+            self.next_expected = seq + 1
+        elif seq > expected:
+            if self.first_gap is None:
+                self.first_gap = {"expected": expected, "got": seq}
+            self.missing.update(range(expected, seq))
+            self.next_expected = seq + 1
+        elif seq in self.missing:
+            self.missing.discard(seq)
+            self.reorders += 1
+        else:
+            self.duplicates += 1
+
+    def missing_for(self, completed: int) -> int:
+        """Seqs 1..completed that never arrived (gaps plus the unseen tail)."""
+        tail = max(0, completed - self.next_expected + 1)
+        return len(self.missing) + tail
+
+    def gap_for(self, completed: int):
+        if self.first_gap is not None:
+            return self.first_gap
+        if completed >= self.next_expected:
+            return {"expected": self.next_expected, "got": None}
+        return None
+
+
+def thread_rows(senders, tallies):
+    """Per-thread evidence rows: `senders` are dicts with id/attempted/completed/state."""
+    rows = []
+    for s, t in zip(senders, tallies):
+        rows.append({
+            "id": s["id"], "attempted": s["attempted"], "completed": s["completed"],
+            "received": t.received, "missing": t.missing_for(s["completed"]),
+            "duplicates": t.duplicates, "reorders": t.reorders,
+            "first_gap": t.gap_for(s["completed"]), "state": s["state"],
+            "would_block": s.get("would_block", 0),
+        })
+    return rows
+
+
+def totals(rows, expected):
+    out = {"expected": expected}
+    for key in ("attempted", "completed", "received", "missing", "duplicates", "reorders"):
+        out[key] = sum(r[key] for r in rows)
+    return out
+
+
+def _describe_gap(row):
+    gap = row["first_gap"]
+    if gap["got"] is None and gap["expected"] == 1:
+        return "thread %d: none of its %d pings arrived" % (row["id"], row["completed"])
+    if gap["got"] is None and gap["expected"] == row["completed"]:
+        return "thread %d: its last ping #%d never arrived" % (row["id"], gap["expected"])
+    if gap["got"] is None:
+        return "thread %d: #%d to #%d never arrived" % (row["id"], gap["expected"], row["completed"])
+    return "thread %d got #%d when #%d was expected" % (row["id"], gap["got"], gap["expected"])
+
+
+def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsupported=None):
+    """Return (outcome, reason) for one run from its evidence.
+
+    shutdown_state: where the thread sending the shutdown message was ('done', 'send', ...).
+    stalled: True when the watchdog saw no progress for the stall window.
+    """
+    if unsupported:
+        return "unsupported", unsupported
+    if error:
+        return "error", error
+    if stalled:
+        stuck = ["thread %d in %s of #%d (%d completed)" % (r["id"], r["state"], r["attempted"], r["completed"])
+                 for r in rows if r["state"] in BUSY_STATES]
+        if shutdown_state in BUSY_STATES:
+            stuck.append("shutdown sender in %s" % shutdown_state)
+        if stuck:
+            more = " (+%d more)" % (len(stuck) - 3) if len(stuck) > 3 else ""
+            return "deadlock", "no progress while stuck: " + "; ".join(stuck[:3]) + more
+    lossy = [r for r in rows if r["missing"]]
+    if lossy:
+        missing = sum(r["missing"] for r in lossy)
+        reason = "%d pings lost from %d threads; first: %s" % (missing, len(lossy), _describe_gap(lossy[0]))
+        if not shutdown_received:
+            reason += "; shutdown message lost too"
+        return "lost", reason
+    if not shutdown_received:
+        return "lost", "every ping arrived but the shutdown message was lost"
+    odd = [r for r in rows if r["duplicates"] or r["reorders"]]
+    if odd:
+        return "misordered", "%d duplicates, %d reorders (first: thread %d)" % (
+            sum(r["duplicates"] for r in odd), sum(r["reorders"] for r in odd), odd[0]["id"])
+    return "ok", "every ping arrived exactly once, in order, and the shutdown too"

@@ -1,0 +1,421 @@
+"""The one scenario harness: flags, control threads, the poll loop, sequence checks, the
+watchdog and the JSON report. A pattern module (pair.py, pubsub.py, ...) holds only its
+socket code: open_receiver / recv / open_shared / open_sender / send (see pushpull.py).
+
+Shape of a run, as in the reference write-up: a "main loop" thread binds a control and a
+data socket and polls both; N control threads each own a sending socket and send M pings
+(thread id, seq); when they are done, a shutdown message carrying every thread's sent count
+goes over the control channel, and the main loop drains until all of it is in or nothing has
+moved for the stall window. A watchdog ends a run that stops moving (stacks dumped,
+classified, reported) even while threads are stuck inside libzmq.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import zmq
+
+from scenarios.evidence import Tally, classify, thread_rows, totals
+
+PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
+TRANSPORTS = ("inproc", "ipc", "tcp")
+PING = struct.Struct("!cII")          # b"P", thread id, sequence number
+SHUTDOWN = b"S"                       # followed by JSON {"expected": [completed per thread]}
+WATCHDOG_TICK = 0.05                  # seconds: classification lands within stall + this
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m scenarios", description=__doc__.split("\n\n")[0])
+    p.add_argument("--pattern", required=True, choices=PATTERNS)
+    p.add_argument("--variant", default=None, help="pattern variant (clientserver: shared, per-thread)")
+    p.add_argument("--transport", default="inproc", choices=TRANSPORTS)
+    p.add_argument("--threads", type=int, default=10, help="control threads (default 10)")
+    p.add_argument("--msgs", type=int, default=1000, help="pings per control thread (default 1000)")
+    p.add_argument("--poll", action="store_true", help="1 ms zmq_poll after connect and after every send")
+    p.add_argument("--sync", default="none", choices=("none", "xpub"),
+                   help="pubsub: each sender is an XPUB that waits for the subscription first")
+    p.add_argument("--sleep", type=float, default=0.0,
+                   help="seconds to wait after the senders finish (the reference used 1; the drain makes it unnecessary)")
+    p.add_argument("--stall", type=float, default=2.0, help="seconds without progress that end a run (default 2)")
+    p.add_argument("--linger", type=int, default=None, help="ZMQ_LINGER (ms) for sending sockets")
+    p.add_argument("--rate", type=float, default=0.0, help="sends per second per thread (0: unlimited)")
+    p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
+    p.add_argument("--nowait", action="store_true", help="non-blocking sends (EAGAIN drops the ping)")
+    p.add_argument("--inject", default=None,
+                   help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T]")
+    p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
+    p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
+    args = p.parse_args(argv)
+    for name in ("threads", "msgs"):
+        if getattr(args, name) < 1:
+            p.error("--%s must be at least 1" % name)
+    if args.stall <= 0 or args.sleep < 0 or args.rate < 0:
+        p.error("--stall must be > 0, --sleep and --rate >= 0")
+    if args.sync != "none" and args.pattern != "pubsub":
+        p.error("--sync xpub applies to --pattern pubsub only")
+    pattern = importlib.import_module("scenarios." + args.pattern)
+    args.variant = args.variant or pattern.VARIANTS[0]
+    if args.variant not in pattern.VARIANTS:
+        p.error("--variant for %s must be one of %s" % (args.pattern, ", ".join(pattern.VARIANTS)))
+    try:
+        args.fault = parse_inject(args.inject, args.threads, args.msgs)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args, pattern
+
+
+def parse_inject(spec, threads, msgs):
+    """'drop:5' -> ('drop', 0, 5); 'drop:3:5' -> ('drop', 3, 5); 'block-sender' -> ('block-sender', 0, 1)."""
+    if not spec:
+        return None
+    parts = spec.split(":")
+    kind, nums = parts[0], [int(x) for x in parts[1:] if x.isdigit()]
+    if kind not in ("drop", "dup", "swap", "block-sender", "raise") or len(nums) != len(parts) - 1:
+        raise ValueError("unknown --inject %r" % spec)
+    if kind in ("drop", "dup", "swap"):
+        if len(nums) not in (1, 2):
+            raise ValueError("--inject %s needs [T:]K" % kind)
+        tid, seq = (0, nums[0]) if len(nums) == 1 else nums
+    else:
+        tid, seq = (nums[0] if nums else 0), 1
+    if not (0 <= tid < threads and 1 <= seq <= msgs - (kind == "swap")):
+        raise ValueError("--inject %s is outside the run's threads/msgs" % spec)
+    return kind, tid, seq
+
+
+class SenderRecord:
+    """One control thread's own account: how far it got and where it is now."""
+    __slots__ = ("id", "attempted", "completed", "would_block", "state")
+
+    def __init__(self, tid):
+        self.id, self.attempted, self.completed, self.would_block, self.state = tid, 0, 0, 0, "not-started"
+
+    def as_dict(self):
+        return {"id": self.id, "attempted": self.attempted, "completed": self.completed,
+                "would_block": self.would_block, "state": self.state}
+
+
+class Ctl:
+    """What a pattern's sender code may call: each zmq call goes through `step`, so the
+    watchdog always knows which call a stuck thread is in."""
+
+    def __init__(self, run, record):
+        self.run, self.record, self.sync = run, record, run.args.sync
+        self.owned = []
+
+    def step(self, state, fn, *args):
+        self.record.state = state
+        result = fn(*args)
+        self.record.state = "running"
+        self.run.progress()
+        return result
+
+    def socket(self, ctx, kind):
+        sock = ctx.socket(kind)
+        if self.run.args.linger is not None:
+            sock.setsockopt(zmq.LINGER, self.run.args.linger)
+        self.owned.append(sock)
+        return sock
+
+    def connect(self, sock, endpoint):
+        self.step("connect", sock.connect, endpoint)
+        if self.run.args.poll:
+            self.step("poll", sock.poll, 1, zmq.POLLOUT)
+
+    def send(self, sock, payload):
+        try:
+            self.step("send", sock.send, payload, zmq.NOBLOCK if self.run.args.nowait else 0)
+        except zmq.Again:
+            self.record.would_block += 1
+            self.record.state = "running"
+        if self.run.args.poll:
+            self.step("poll", sock.poll, 1, zmq.POLLOUT)
+
+    @contextlib.contextmanager
+    def serialised(self):
+        """--mutex: one connect/send/disconnect sequence at a time across all threads."""
+        if not self.run.args.mutex:
+            yield
+            return
+        self.record.state = "wait-mutex"
+        with self.run.pair_lock:
+            self.record.state = "running"
+            yield
+
+    def close_owned(self):
+        self.record.state = "close"
+        for sock in self.owned:
+            sock.close()
+        self.record.state = "done"
+
+
+class Run:
+    def __init__(self, args, pattern):
+        self.args, self.pattern = args, pattern
+        self.ctx = zmq.Context()
+        self.started = self.last_progress = time.monotonic()
+        self.senders = [SenderRecord(i) for i in range(args.threads)]
+        self.tallies = [Tally() for _ in range(args.threads)]
+        self.shutdown = SenderRecord(-1)
+        self.shutdown_received = False
+        self.expected = None
+        self.data_received = 0
+        self.bound = threading.Event()
+        self.pair_lock = threading.Lock()
+        self.emit_lock = threading.Lock()
+        self.tmpdir = None
+        self.control_ep = self.data_ep = None
+        self.fault_hold = threading.Event()     # never set: a blocked sender waits on it
+
+    def progress(self):
+        self.last_progress = time.monotonic()
+
+    def debug(self, msg):
+        if self.args.debug:
+            sys.stderr.write("[%.3f] %s\n" % (time.monotonic() - self.started, msg))
+
+    # --- the report --------------------------------------------------------------------
+    def emit(self, classified_by, stalled=False, error=None, unsupported=None):
+        """Classify, print the one JSON report, clean up, and end the process. First caller wins."""
+        if not self.emit_lock.acquire(blocking=False):
+            return
+        now = time.monotonic()
+        rows = thread_rows([s.as_dict() for s in self.senders], self.tallies)
+        outcome, reason = classify(rows, self.shutdown_received, stalled, self.shutdown.state,
+                                   error=error, unsupported=unsupported)
+        refused = sum(s.would_block for s in self.senders)
+        if refused and outcome == "lost":
+            reason += "; %d sends refused with EAGAIN (--nowait)" % refused
+        stall = None
+        if stalled:
+            stall = {"since_progress_s": round(now - self.last_progress, 3), "stacks": stacks()}
+        duration = now - self.started
+        report = {
+            "schema": "zmqlab.run/1",
+            "versions": versions(),
+            "params": params(self.args),
+            "outcome": outcome, "reason": reason, "classified_by": classified_by,
+            "threads": rows,
+            "totals": totals(rows, self.args.threads * self.args.msgs),
+            "shutdown_received": self.shutdown_received,
+            "duration_s": round(duration, 4),
+            "msgs_per_s": round(sum(t.received for t in self.tallies) / duration, 1) if duration > 0 else 0.0,
+            "stall": stall,
+            "error": error,
+        }
+        sys.stdout.write(json.dumps(report) + "\n")
+        sys.stdout.flush()
+        if not self.args.quiet:
+            sys.stderr.write("%s: %s\n" % (outcome, reason))
+        self.cleanup()
+        # Threads may be stuck inside libzmq forever; nothing can join them, so leave now.
+        os._exit(0)
+
+    def fail(self, where, exc):
+        self.debug(traceback.format_exc())
+        self.emit("harness", error="%s: %s: %s" % (where, type(exc).__name__, exc))
+
+    def cleanup(self):
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    # --- the threads ---------------------------------------------------------------------
+    def endpoints(self):
+        t = self.args.transport
+        if t == "inproc":
+            return "inproc://zmqlab-control", "inproc://zmqlab-data"
+        if t == "ipc":
+            self.tmpdir = tempfile.mkdtemp(prefix="zmqlab-")
+            return "ipc://%s/control" % self.tmpdir, "ipc://%s/data" % self.tmpdir
+        return "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"   # ports picked by the OS, never fixed
+
+    def main_loop(self):
+        try:
+            control = self.pattern.open_receiver(self.ctx)
+            data = self.ctx.socket(zmq.PULL)
+            want_control, want_data = self.endpoints()
+            control.bind(want_control)
+            data.bind(want_data)
+            self.control_ep = control.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.data_ep = data.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.bound.set()
+            poller = zmq.Poller()
+            poller.register(control, zmq.POLLIN)
+            poller.register(data, zmq.POLLIN)
+            timeout = None          # block in poll like the reference until the shutdown arrives
+            while True:
+                events = dict(poller.poll(timeout))
+                if control in events:
+                    self.drain_control(control)
+                if data in events:
+                    self.drain_data(data)
+                if self.shutdown_received:
+                    if self.all_in() or time.monotonic() - self.last_progress > self.args.stall:
+                        break
+                    timeout = 50
+        except Exception as exc:  # a poll error must never silently end the loop
+            self.fail("main loop", exc)
+            return
+        self.emit("harness")
+
+    def drain_control(self, sock):
+        recv, tallies = self.pattern.recv, self.tallies
+        while True:
+            try:
+                msg = recv(sock)
+            except zmq.Again:
+                return
+            self.last_progress = time.monotonic()
+            if msg[:1] == b"P":
+                _, tid, seq = PING.unpack(msg)
+                tallies[tid].see(seq)
+            elif msg[:1] == SHUTDOWN:
+                self.expected = json.loads(msg[1:].decode())["expected"]
+                self.shutdown_received = True
+                self.debug("shutdown received")
+
+    def drain_data(self, sock):
+        while True:
+            try:
+                sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.data_received += 1
+            self.progress()
+
+    def all_in(self):
+        return all(t.missing_for(n) == 0 for t, n in zip(self.tallies, self.expected))
+
+    def control_thread(self, tid, shared):
+        record = self.senders[tid]
+        ctl = Ctl(self, record)
+        args, fault = self.args, self.args.fault
+        mine = fault if fault and fault[1] == tid else None
+        pause = 1.0 / args.rate if args.rate else 0.0
+        try:
+            record.state = "open"
+            sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
+            record.state = "running"
+            seq = 1
+            while seq <= args.msgs:
+                if mine and seq == mine[2]:
+                    seq = self.inject(ctl, sock, record, mine[0], seq)
+                    continue
+                record.attempted = seq
+                self.pattern.send(ctl, sock, self.control_ep, PING.pack(b"P", tid, seq))
+                record.completed = seq
+                seq += 1
+                if pause:
+                    record.state = "pause"
+                    time.sleep(pause)
+            ctl.close_owned()
+        except Exception as exc:
+            self.fail("control thread %d" % tid, exc)
+
+    def inject(self, ctl, sock, record, kind, seq):
+        """Test-only faults that prove the detector; returns the next seq to send."""
+        send = lambda n: self.pattern.send(ctl, sock, self.control_ep, PING.pack(b"P", record.id, n))
+        record.attempted = seq
+        if kind == "drop":                      # counted as sent, never sent: a loss in transit
+            pass
+        elif kind == "dup":
+            send(seq)
+            send(seq)
+        elif kind == "swap":
+            record.attempted = seq + 1
+            send(seq + 1)
+            send(seq)
+            seq += 1
+        elif kind == "block-sender":            # stuck "inside send" forever
+            record.state = "send"
+            self.fault_hold.wait()
+        elif kind == "raise":
+            raise RuntimeError("injected fault")
+        record.completed = seq
+        return seq + 1
+
+    def send_shutdown(self, shared):
+        ctl = Ctl(self, self.shutdown)
+        self.shutdown.state = "open"
+        sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
+        body = json.dumps({"expected": [s.completed for s in self.senders]}).encode()
+        self.pattern.send(ctl, sock, self.control_ep, SHUTDOWN + body)
+        self.shutdown.state = "done"      # its socket stays open: closing cannot take it back
+
+    def watchdog(self):
+        stall = self.args.stall
+        while True:
+            time.sleep(WATCHDOG_TICK)
+            if time.monotonic() - self.last_progress > stall:
+                self.emit("watchdog", stalled=True)
+
+
+def stacks():
+    names = {t.ident: t.name for t in threading.enumerate()}
+    me = threading.get_ident()
+    return {"%s (%d)" % (names.get(ident, "?"), ident): "".join(traceback.format_stack(frame))
+            for ident, frame in sys._current_frames().items() if ident != me}
+
+
+def versions():
+    return {"pyzmq": zmq.pyzmq_version(), "libzmq": zmq.zmq_version(),
+            "draft": bool(zmq.has("draft")), "python": platform.python_version()}
+
+
+def params(args):
+    return {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
+            "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
+            "sleep": args.sleep, "stall": args.stall,
+            "linger": -1 if args.linger is None else args.linger, "rate": args.rate,
+            "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject}
+
+
+def main(argv=None):
+    args, pattern = parse_args(argv)
+    run = Run(args, pattern)
+
+    def interrupted(signum, frame):
+        run.cleanup()
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+
+    reason = pattern.unsupported(args.variant)
+    if reason is None and args.transport == "ipc" and not zmq.has("ipc"):
+        reason = "this libzmq has no ipc transport"
+    if reason:
+        run.emit("harness", unsupported=reason)
+    threading.Thread(target=run.watchdog, name="watchdog", daemon=True).start()
+    threading.Thread(target=run.main_loop, name="main-loop", daemon=True).start()
+    run.bound.wait()
+    try:
+        shared = pattern.open_shared(run.ctx, run.control_ep, args.variant)
+        run.progress()
+        threads = [threading.Thread(target=run.control_thread, args=(i, shared), name="control-%d" % i,
+                                    daemon=True) for i in range(args.threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        run.debug("senders finished")
+        if args.sleep:
+            time.sleep(args.sleep)
+            run.progress()
+        run.send_shutdown(shared)
+    except Exception as exc:
+        run.fail("main program", exc)
+    while True:           # the main loop or the watchdog ends the process
+        time.sleep(3600)

@@ -1,0 +1,30 @@
+"""PUSH per control thread -> one bound PULL: sends block while no peer is there."""
+import zmq
+
+VARIANTS = ("default",)
+
+
+def unsupported(variant):
+    return None
+
+
+def open_receiver(ctx):
+    return ctx.socket(zmq.PULL)
+
+
+def recv(sock):
+    return sock.recv(zmq.NOBLOCK)
+
+
+def open_shared(ctx, endpoint, variant):
+    return None
+
+
+def open_sender(ctl, ctx, endpoint, shared):
+    sock = ctl.socket(ctx, zmq.PUSH)
+    ctl.connect(sock, endpoint)
+    return sock
+
+
+def send(ctl, sock, endpoint, payload):
+    ctl.send(sock, payload)

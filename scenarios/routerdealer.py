@@ -1,0 +1,33 @@
+"""DEALER per control thread -> one bound ROUTER (the reference never tried it).
+
+The ROUTER prepends the peer's identity frame; the payload is the last frame.
+"""
+import zmq
+
+VARIANTS = ("default",)
+
+
+def unsupported(variant):
+    return None
+
+
+def open_receiver(ctx):
+    return ctx.socket(zmq.ROUTER)
+
+
+def recv(sock):
+    return sock.recv_multipart(zmq.NOBLOCK)[-1]
+
+
+def open_shared(ctx, endpoint, variant):
+    return None
+
+
+def open_sender(ctl, ctx, endpoint, shared):
+    sock = ctl.socket(ctx, zmq.DEALER)
+    ctl.connect(sock, endpoint)
+    return sock
+
+
+def send(ctl, sock, endpoint, payload):
+    ctl.send(sock, payload)
