@@ -1,0 +1,105 @@
+"""What the Invoke tasks do, composed from the core and the backends. tasks.py stays a thin
+layer of argument parsing and help strings; everything here raises LabError for the user."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from lab import engine, render, results
+from lab.backends.local import LocalBackend
+from lab.cells import Cell, expand, parse_list, parse_poll_modes
+from lab.errors import LabError
+from lab.runner import Progress, RunSettings, run_cell, run_matrix
+from lab.targets import Target, load_targets, select
+
+
+def say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = (), build: bool = True):
+    """'docker' or 'local', or 'auto': Docker when an engine answers, else local (said on screen).
+    With Docker, images the targets need are built first (offline, cached)."""
+    if name not in ("auto", "docker", "local"):
+        raise LabError("unknown backend %r (known: auto, docker, local)" % name)
+    if name == "auto":
+        ok, why = engine.available()
+        name = "docker" if ok else "local"
+        if not ok:
+            say("No Docker engine answers (%s): running in LOCAL PROCESSES instead." % why)
+    if name == "local":
+        backend = LocalBackend(progress=say)
+    else:
+        from lab.backends.docker import DockerBackend   # the SDK only when Docker is used
+        client = engine.connect()
+        if build and targets:
+            ensure_images(client, targets)
+        backend = DockerBackend(run_id, client=client)
+    say("Backend: " + backend.description)
+    return backend
+
+
+def ensure_images(client, targets, rebuild_base: bool = False):
+    from lab import images
+    missing = [t for t in targets if not t.broken and not images.image_ready(client, t)]
+    if missing or rebuild_base:
+        say("Building %d image(s): %s" % (len(missing), ", ".join(t.name for t in missing)))
+    return images.build_images(client, missing if not rebuild_base else targets,
+                               rebuild_base=rebuild_base, progress=say)
+
+
+def scenario(target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
+             poll: bool, sync: str, settings: RunSettings, backend: str, json_path: str | None) -> int:
+    chosen = select(load_targets(), target)[0]
+    cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
+    if json_path:
+        _check_writable(Path(json_path).parent)
+    runner = choose_backend(backend, results.new_run_id(), (chosen,))
+    try:
+        reason = runner.prepare(chosen)
+        if reason:
+            raise LabError("%s cannot run on the %s backend: %s" % (chosen.name, runner.name, reason))
+        say("Running %s %d times (stall %.1f s, hard timeout %.0f s per run)" % (
+            cell.key, settings.repeat, settings.stall, settings.hard_timeout(cell)))
+        verdict = run_cell(runner, chosen, cell, settings,
+                           on_run=lambda n, r: say("  run %d/%d: %s — %s" % (n, settings.repeat, r["outcome"], r["reason"])))
+    finally:
+        runner.close()
+    print(render.verdict_line(verdict))
+    if json_path:
+        results.write_json_atomic(json_path, verdict.to_dict(), "verdict")
+        say("verdict written to %s" % json_path)
+    return 1 if verdict.failed else 0
+
+
+def matrix(targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
+           threads: int, msgs: int, settings: RunSettings, backend: str, out: str) -> Path:
+    chosen = select(load_targets(), targets)
+    cells = expand(chosen, patterns, transports, poll_modes=parse_poll_modes(poll),
+                   variants=None if variants == "primary" else variants,
+                   sync_modes=parse_list(sync, ("none", "xpub"), "sync mode"),
+                   threads=threads, msgs=msgs)
+    run_dir = results.new_run_dir(out)
+    say("Results: %s (%d cells x %d repeats)" % (run_dir, len(cells), settings.repeat))
+    runner = choose_backend(backend, run_dir.name, chosen)
+    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
+              "sleep": settings.sleep}
+    built = run_matrix(runner, chosen, cells, settings, run_dir, params,
+                       Progress(len(cells) * settings.repeat))
+    print(render.table(built))
+    say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))
+    return run_dir
+
+
+def _check_writable(folder: Path) -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise LabError("cannot write to %s: no such directory" % folder)
+    probe = folder / ".zmqlab-write-probe"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise LabError("cannot write to %s: %s" % (folder, exc.strerror)) from None

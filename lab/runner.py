@@ -1,0 +1,176 @@
+"""Running cells through a backend: repeats, hard timeouts, and the lab's own classification
+of runs the in-process watchdog could not report. Never retries a run to hide a failure:
+every run a cell had is in its verdict."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lab import matrix as matrix_mod
+from lab import render, results, schemas
+from lab.backends.base import Backend, ProcessResult
+from lab.cells import Cell
+from lab.errors import LabError
+from lab.targets import Target
+from lab.verdicts import Verdict, classify, skipped
+
+STDERR_TAIL = 2000   # characters of a dead run's stderr kept as evidence
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    repeat: int = 5
+    stall: float = 2.0
+    sleep: float = 0.0
+    timeout: float | None = None          # hard per-run bound; None: derived from the cell
+    extra: tuple[str, ...] = field(default=())   # more scenario flags (e.g. --inject for tests)
+
+    def __post_init__(self):
+        if self.repeat < 1:
+            raise LabError("--repeat must be at least 1")
+        if self.stall <= 0:
+            raise LabError("--stall must be above 0 seconds")
+        if self.sleep < 0:
+            raise LabError("--sleep must not be negative")
+
+    def hard_timeout(self, cell: Cell) -> float:
+        """Above the stall window by a margin that grows with the work, so a slow but moving
+        run is never killed; the in-process watchdog normally ends a stuck run long before."""
+        if self.timeout:
+            return self.timeout
+        return self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0
+
+
+def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, reason: str,
+               result: ProcessResult) -> dict:
+    """A run report made by the lab when the scenario process could not make its own."""
+    tail = (result.stderr or "")[-STDERR_TAIL:]
+    return {
+        "schema": "zmqlab.run/1",
+        # The process never said; these are the versions its target pins.
+        "versions": {"pyzmq": target.pyzmq, "libzmq": target.libzmq, "draft": target.draft,
+                     "python": target.python},
+        "params": {"pattern": cell.pattern, "transport": cell.transport, "threads": cell.threads,
+                   "msgs": cell.msgs, "poll": cell.poll, "sync": cell.sync, "variant": cell.variant,
+                   "sleep": settings.sleep, "stall": settings.stall, "linger": -1, "rate": 0.0,
+                   "mutex": False, "nowait": False, "inject": _inject(settings.extra)},
+        "outcome": outcome, "reason": reason, "classified_by": "lab",
+        "threads": [],
+        "totals": {k: 0 for k in ("expected", "attempted", "completed", "received", "missing",
+                                  "duplicates", "reorders")},
+        "shutdown_received": False,
+        "duration_s": round(result.wall_s, 4), "msgs_per_s": 0.0,
+        "stall": {"since_progress_s": round(result.wall_s, 3), "stacks": {"stderr": tail}}
+        if result.timed_out else None,
+        "error": None if result.timed_out else reason + (": " + tail.strip().splitlines()[-1] if tail.strip() else ""),
+    }
+
+
+def _inject(extra: Sequence[str]) -> str | None:
+    extra = list(extra)
+    return extra[extra.index("--inject") + 1] if "--inject" in extra[:-1] else None
+
+
+def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSettings, timeout: float) -> dict:
+    """The run's own JSON report when it made one; otherwise the lab's classification."""
+    if result.timed_out:
+        return lab_report(cell, target, settings, "deadlock",
+                          "no report within the hard timeout of %.0f s: the lab killed the run "
+                          "(its in-process watchdog could not report)" % timeout, result)
+    lines = [ln for ln in (result.stdout or "").splitlines() if ln.startswith("{")]
+    if not lines:
+        return lab_report(cell, target, settings, "error",
+                          "the scenario exited with status %s and no report" % result.returncode, result)
+    try:
+        report = json.loads(lines[-1])
+        schemas.validate("run", report, source="the %s run report" % cell.key)
+    except (ValueError, LabError) as exc:
+        return lab_report(cell, target, settings, "error", "unreadable run report: %s" % exc, result)
+    return report
+
+
+def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings,
+             on_run: Callable[[int, dict], None] | None = None) -> Verdict:
+    """Run one cell `settings.repeat` times and judge it."""
+    timeout = settings.hard_timeout(cell)
+    argv = cell.scenario_argv(settings.stall, settings.sleep, ["--quiet", *settings.extra])
+    reports = []
+    for i in range(settings.repeat):
+        report = report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
+        reports.append(report)
+        if on_run:
+            on_run(i + 1, report)
+        if report["outcome"] == "unsupported":
+            break                  # the build lacks it: repeating cannot change that
+    return classify(cell, reports)
+
+
+class Progress:
+    """One line per finished cell (a bar on a terminal), so long sweeps show where they are."""
+
+    def __init__(self, total_runs: int, stream=sys.stderr):
+        self.total, self.done, self.stream = total_runs, 0, stream
+        self.started = time.monotonic()
+        self.tty = stream.isatty()
+
+    def run_finished(self, label: str, n: int, outcome: str):
+        self.done += 1
+        if self.tty:
+            width = 24
+            filled = int(width * self.done / max(1, self.total))
+            eta = (time.monotonic() - self.started) / self.done * (self.total - self.done)
+            self.stream.write("\r[%s%s] %d/%d runs, ~%ds left  %-50.50s" % (
+                "#" * filled, "." * (width - filled), self.done, self.total, eta, "%s #%d %s" % (label, n, outcome)))
+            self.stream.flush()
+
+    def cell_finished(self, verdict: Verdict):
+        line = render.verdict_line(verdict)
+        self.stream.write(("\r\033[K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+    def note(self, text: str):
+        self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell], settings: RunSettings,
+               run_dir: Path, params: dict, progress: Progress | None = None) -> matrix_mod.Matrix:
+    """Run every cell, saving each verdict as soon as it is judged (so an interrupted sweep
+    keeps what finished), then write matrix.json and matrix.md."""
+    progress = progress or Progress(len(cells) * settings.repeat)
+    by_name = {t.name: t for t in targets}
+    verdicts = []
+    try:
+        for target in targets:
+            mine = [c for c in cells if c.target == target.name]
+            if not mine:
+                continue
+            reason = backend.prepare(target)
+            if reason:
+                progress.note("skipping %s: %s" % (target.name, reason))
+                progress.done += len(mine) * settings.repeat
+            for cell in mine:
+                if reason:
+                    verdict = skipped(cell, reason)
+                else:
+                    label = "%s %s" % (target.name, "/".join(cell.column))
+                    verdict = run_cell(backend, by_name[cell.target], cell, settings,
+                                       on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
+                    progress.done += settings.repeat - verdict.n   # unsupported stops early
+                    progress.cell_finished(verdict)
+                results.save_verdict(run_dir, verdict)
+                verdicts.append(verdict)
+    finally:
+        backend.close()
+        if verdicts:
+            complete = len(verdicts) == len(cells)
+            built = matrix_mod.build(run_dir.name, backend.name, verdicts,
+                                     params=dict(params, complete=complete), targets=targets,
+                                     created=results.now_iso())
+            results.save_matrix(run_dir, built)
+            results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+    return built
