@@ -21,10 +21,6 @@ def open_receiver(ctx):
     return ctx.socket(zmq.SERVER)
 
 
-def recv(sock):
-    return sock.recv(zmq.NOBLOCK)
-
-
 def open_shared(ctx, endpoint, variant):
     if variant != "shared":
         return None
@@ -39,7 +35,3 @@ def open_sender(ctl, ctx, endpoint, shared):
     sock = ctl.socket(ctx, zmq.CLIENT)
     ctl.connect(sock, endpoint)
     return sock
-
-
-def send(ctl, sock, endpoint, payload):
-    ctl.send(sock, payload)

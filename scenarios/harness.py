@@ -1,6 +1,8 @@
 """The one scenario harness: flags, control threads, the poll loop, sequence checks, the
 watchdog and the JSON report. A pattern module (pair.py, pubsub.py, ...) holds only its
-socket code: open_receiver / recv / open_shared / open_sender / send (see pushpull.py).
+socket code: VARIANTS, unsupported(variant), open_receiver(ctx), open_shared(ctx, endpoint,
+variant), open_sender(ctl, ctx, endpoint, shared), and optionally recv(sock) (default: one
+frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send).
 
 Shape of a run, as in the reference write-up: a "main loop" thread binds a control and a
 data socket and polls both; N control threads each own a sending socket and send M pings
@@ -55,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
     p.add_argument("--nowait", action="store_true", help="non-blocking sends (EAGAIN drops the ping)")
     p.add_argument("--inject", default=None,
-                   help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T]")
+                   help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T], freeze")
     p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
     p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
     args = p.parse_args(argv)
@@ -83,7 +85,7 @@ def parse_inject(spec, threads, msgs):
         return None
     parts = spec.split(":")
     kind, nums = parts[0], [int(x) for x in parts[1:] if x.isdigit()]
-    if kind not in ("drop", "dup", "swap", "block-sender", "raise") or len(nums) != len(parts) - 1:
+    if kind not in ("drop", "dup", "swap", "block-sender", "raise", "freeze") or len(nums) != len(parts) - 1:
         raise ValueError("unknown --inject %r" % spec)
     if kind in ("drop", "dup", "swap"):
         if len(nums) not in (1, 2):
@@ -114,6 +116,8 @@ class Ctl:
 
     def __init__(self, run, record):
         self.run, self.record, self.sync = run, record, run.args.sync
+        self.poll = run.args.poll
+        self.flags = zmq.NOBLOCK if run.args.nowait else 0
         self.owned = []
 
     def step(self, state, fn, *args):
@@ -132,16 +136,20 @@ class Ctl:
 
     def connect(self, sock, endpoint):
         self.step("connect", sock.connect, endpoint)
-        if self.run.args.poll:
+        if self.poll:
             self.step("poll", sock.poll, 1, zmq.POLLOUT)
 
     def send(self, sock, payload):
+        # The hot path: step() inlined, since every ping of every thread passes here.
+        record = self.record
+        record.state = "send"
         try:
-            self.step("send", sock.send, payload, zmq.NOBLOCK if self.run.args.nowait else 0)
+            sock.send(payload, self.flags)
         except zmq.Again:
-            self.record.would_block += 1
-            self.record.state = "running"
-        if self.run.args.poll:
+            record.would_block += 1
+        record.state = "running"
+        self.run.last_progress = time.monotonic()
+        if self.poll:
             self.step("poll", sock.poll, 1, zmq.POLLOUT)
 
     @contextlib.contextmanager
@@ -272,20 +280,28 @@ class Run:
         self.emit("harness")
 
     def drain_control(self, sock):
-        recv, tallies = self.pattern.recv, self.tallies
-        while True:
-            try:
+        # The hot path of the receiver: in-order pings take the inline branch; anything
+        # else goes to Tally.see, which sorts gaps, reorders and duplicates.
+        recv = getattr(self.pattern, "recv", None) or (lambda s: s.recv(zmq.NOBLOCK))
+        tallies, unpack = self.tallies, PING.unpack
+        try:
+            while True:
                 msg = recv(sock)
-            except zmq.Again:
-                return
-            self.last_progress = time.monotonic()
-            if msg[:1] == b"P":
-                _, tid, seq = PING.unpack(msg)
-                tallies[tid].see(seq)
-            elif msg[:1] == SHUTDOWN:
-                self.expected = json.loads(msg[1:].decode())["expected"]
-                self.shutdown_received = True
-                self.debug("shutdown received")
+                if msg[:1] == b"P":
+                    _, tid, seq = unpack(msg)
+                    tally = tallies[tid]
+                    if seq == tally.next_expected:
+                        tally.next_expected = seq + 1
+                        tally.received += 1
+                    else:
+                        tally.see(seq)
+                elif msg[:1] == SHUTDOWN:
+                    self.expected = json.loads(msg[1:].decode())["expected"]
+                    self.shutdown_received = True
+                    self.debug("shutdown received")
+        except zmq.Again:
+            pass
+        self.last_progress = time.monotonic()
 
     def drain_data(self, sock):
         while True:
@@ -305,6 +321,7 @@ class Run:
         args, fault = self.args, self.args.fault
         mine = fault if fault and fault[1] == tid else None
         pause = 1.0 / args.rate if args.rate else 0.0
+        send, pack = self.send_fn(), PING.pack
         try:
             record.state = "open"
             sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
@@ -315,7 +332,7 @@ class Run:
                     seq = self.inject(ctl, sock, record, mine[0], seq)
                     continue
                 record.attempted = seq
-                self.pattern.send(ctl, sock, self.control_ep, PING.pack(b"P", tid, seq))
+                send(ctl, sock, self.control_ep, pack(b"P", tid, seq))
                 record.completed = seq
                 seq += 1
                 if pause:
@@ -325,9 +342,13 @@ class Run:
         except Exception as exc:
             self.fail("control thread %d" % tid, exc)
 
+    def send_fn(self):
+        """The pattern's send (connect/send/disconnect for pair), or a plain send."""
+        return getattr(self.pattern, "send", None) or (lambda ctl, sock, endpoint, payload: ctl.send(sock, payload))
+
     def inject(self, ctl, sock, record, kind, seq):
         """Test-only faults that prove the detector; returns the next seq to send."""
-        send = lambda n: self.pattern.send(ctl, sock, self.control_ep, PING.pack(b"P", record.id, n))
+        send = lambda n: self.send_fn()(ctl, sock, self.control_ep, PING.pack(b"P", record.id, n))
         record.attempted = seq
         if kind == "drop":                      # counted as sent, never sent: a loss in transit
             pass
@@ -344,6 +365,8 @@ class Run:
             self.fault_hold.wait()
         elif kind == "raise":
             raise RuntimeError("injected fault")
+        elif kind == "freeze":                  # the whole process stops: only the lab's hard timeout ends it
+            os.kill(os.getpid(), signal.SIGSTOP)
         record.completed = seq
         return seq + 1
 
@@ -352,7 +375,7 @@ class Run:
         self.shutdown.state = "open"
         sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
         body = json.dumps({"expected": [s.completed for s in self.senders]}).encode()
-        self.pattern.send(ctl, sock, self.control_ep, SHUTDOWN + body)
+        self.send_fn()(ctl, sock, self.control_ep, SHUTDOWN + body)
         self.shutdown.state = "done"      # its socket stays open: closing cannot take it back
 
     def watchdog(self):

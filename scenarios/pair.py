@@ -14,10 +14,6 @@ def open_receiver(ctx):
     return ctx.socket(zmq.PAIR)
 
 
-def recv(sock):
-    return sock.recv(zmq.NOBLOCK)
-
-
 def open_shared(ctx, endpoint, variant):
     return None
 

@@ -19,10 +19,6 @@ def open_receiver(ctx):
     return sock
 
 
-def recv(sock):
-    return sock.recv(zmq.NOBLOCK)
-
-
 def open_shared(ctx, endpoint, variant):
     return None
 
@@ -38,7 +34,3 @@ def open_sender(ctl, ctx, endpoint, shared):
     sock = ctl.socket(ctx, zmq.PUB)
     ctl.connect(sock, endpoint)
     return sock
-
-
-def send(ctl, sock, endpoint, payload):
-    ctl.send(sock, payload)

@@ -12,10 +12,6 @@ def open_receiver(ctx):
     return ctx.socket(zmq.PULL)
 
 
-def recv(sock):
-    return sock.recv(zmq.NOBLOCK)
-
-
 def open_shared(ctx, endpoint, variant):
     return None
 
@@ -24,7 +20,3 @@ def open_sender(ctl, ctx, endpoint, shared):
     sock = ctl.socket(ctx, zmq.PUSH)
     ctl.connect(sock, endpoint)
     return sock
-
-
-def send(ctl, sock, endpoint, payload):
-    ctl.send(sock, payload)

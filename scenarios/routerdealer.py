@@ -27,7 +27,3 @@ def open_sender(ctl, ctx, endpoint, shared):
     sock = ctl.socket(ctx, zmq.DEALER)
     ctl.connect(sock, endpoint)
     return sock
-
-
-def send(ctl, sock, endpoint, payload):
-    ctl.send(sock, payload)

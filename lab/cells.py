@@ -1,0 +1,224 @@
+"""Cells: one point of the sweep (target x pattern x transport x variant x poll x sync).
+
+A cell is what gets run N times and judged once. Its `key` is the stable id used for file
+names, matrix lookups and merges, so it must never depend on the order things were asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+from lab.errors import LabError
+
+PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
+TRANSPORTS = ("inproc", "ipc", "tcp")
+# The first variant of each pattern is its primary one: Cell(variant="default") maps to it,
+# so a caller never has to know that clientserver has no variant literally called "default".
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "pair": ("default",),
+    "pubsub": ("default",),
+    "pushpull": ("default",),
+    "clientserver": ("shared", "per-thread"),
+    "routerdealer": ("default",),
+}
+SYNC_MODES = ("none", "xpub")
+XPUB_PATTERNS = ("pubsub",)     # the XPUB welcome-message handshake only exists for PUB/SUB
+ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
+
+
+def _known(names: Iterable[str]) -> str:
+    return ", ".join(names)
+
+
+def _check_count(name: str, value: object) -> int:
+    # bool is an int subclass; `--threads True` is a bug, not a request for one thread.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LabError(f"{name} must be a whole number, not {value!r}")
+    if value < 1:
+        raise LabError(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+@dataclass(frozen=True)
+class Cell:
+    target: str
+    pattern: str
+    transport: str
+    variant: str = "default"
+    poll: bool = False
+    sync: str = "none"
+    threads: int = 10
+    msgs: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            raise LabError("a cell needs a target name")
+        if self.pattern not in PATTERNS:
+            raise LabError(f"unknown pattern {self.pattern!r} (known: {_known(PATTERNS)})")
+        if self.transport not in TRANSPORTS:
+            raise LabError(f"unknown transport {self.transport!r} (known: {_known(TRANSPORTS)})")
+        variants = VARIANTS[self.pattern]
+        if self.variant == "default" and "default" not in variants:
+            object.__setattr__(self, "variant", variants[0])
+        elif self.variant not in variants:
+            raise LabError(f"unknown variant {self.variant!r} for {self.pattern} "
+                           f"(known: {_known(variants)})")
+        if not isinstance(self.poll, bool):
+            raise LabError(f"poll must be true or false, not {self.poll!r}")
+        if self.sync not in SYNC_MODES:
+            raise LabError(f"unknown sync mode {self.sync!r} (known: {_known(SYNC_MODES)})")
+        if self.sync == "xpub" and self.pattern not in XPUB_PATTERNS:
+            raise LabError(f"sync 'xpub' only applies to {_known(XPUB_PATTERNS)}, not {self.pattern}")
+        _check_count("threads", self.threads)
+        _check_count("msgs", self.msgs)
+
+    @property
+    def label(self) -> str:
+        """The variant part of the key: variant, then '+poll', then '+xpub'."""
+        return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "")
+
+    @property
+    def key(self) -> str:
+        """Stable id, e.g. 'pyzmq-25.1.2/pubsub/tcp/default+poll' (threads/msgs are sweep params)."""
+        return f"{self.target}/{self.pattern}/{self.transport}/{self.label}"
+
+    @property
+    def column(self) -> tuple[str, str, str]:
+        """The matrix column this cell belongs to (everything but the target)."""
+        return (self.pattern, self.transport, self.label)
+
+    @property
+    def order(self) -> tuple[int, int, int, int, int]:
+        """Canonical column order: pattern, transport, variant, sync, poll (as in the constants)."""
+        return (PATTERNS.index(self.pattern), TRANSPORTS.index(self.transport),
+                VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll))
+
+    def scenario_argv(self, stall: float, sleep: float, extra: Sequence[str] = ()) -> list[str]:
+        """Arguments for `python -m scenarios` that run exactly this cell."""
+        argv = ["--pattern", self.pattern, "--transport", self.transport,
+                "--threads", str(self.threads), "--msgs", str(self.msgs)]
+        if self.poll:
+            argv.append("--poll")
+        if self.sync != "none":
+            argv += ["--sync", self.sync]
+        if self.variant != "default":
+            argv += ["--variant", self.variant]
+        argv += ["--stall", _num(stall), "--sleep", _num(sleep)]
+        return argv + [str(a) for a in extra]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Cell":
+        try:
+            return cls(**{k: data[k] for k in ("target", "pattern", "transport", "variant",
+                                               "poll", "sync", "threads", "msgs")})
+        except KeyError as exc:
+            raise LabError(f"cell description lacks {exc.args[0]!r}") from None
+
+
+def _num(value: float) -> str:
+    """'5' rather than '5.0' for whole numbers; the scenario parses either."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def parse_list(value: str | Iterable[str], known: Sequence[str], what: str) -> tuple[str, ...]:
+    """'pair,pubsub' / 'all' / ['pair'] -> names checked against `known`, duplicates dropped.
+
+    The result keeps the caller's order; expand() puts cells in canonical order anyway.
+    """
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",") if n.strip()]
+    else:
+        names = [str(n).strip() for n in value]
+    if not names:
+        raise LabError(f"no {what} given (known: {_known(known)}, or 'all')")
+    if "all" in names:
+        if names != ["all"]:
+            raise LabError(f"'all' cannot be combined with other {what} names")
+        return tuple(known)
+    for name in names:
+        if name not in known:
+            raise LabError(f"unknown {what} {name!r} (known: {_known(known)})")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_poll_modes(value: str | Iterable[bool]) -> tuple[bool, ...]:
+    """'off', 'on', 'both'/'all', 'off,on' (or booleans) -> poll modes."""
+    if not isinstance(value, str):
+        modes = tuple(dict.fromkeys(value))
+        if not modes or any(not isinstance(m, bool) for m in modes):
+            raise LabError(f"poll modes must be true/false values, not {value!r}")
+        return modes
+    words = {"off": False, "no": False, "false": False, "on": True, "yes": True, "true": True}
+    if value.strip() in ("both", "all"):
+        return (False, True)
+    return tuple(words[w] for w in parse_list(value, tuple(words), "poll mode"))
+
+
+def _target_name(target: object) -> str:
+    name = getattr(target, "name", target)     # accept lab.targets.Target or a plain name
+    if not isinstance(name, str) or not name:
+        raise LabError(f"not a target: {target!r}")
+    return name
+
+
+def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
+           transports: Sequence[str] | str = TRANSPORTS,
+           poll_modes: Sequence[bool] | str = (False, True),
+           variants: Sequence[str] | str | None = None,
+           sync_modes: Sequence[str] | str = ("none",),
+           threads: int = 10, msgs: int = 1000) -> tuple[Cell, ...]:
+    """Every cell of the sweep, targets in the given (pin) order, the rest in canonical order.
+
+    Per-pattern axes collapse where they do not apply, so `--sync none,xpub --patterns all`
+    gives pubsub both modes and every other pattern just 'none':
+      variants=None   -> each pattern's primary variant only
+      variants='all'  -> every variant of every pattern
+      variants=[...]  -> those that exist for a pattern (its primary one if none does);
+                         a name no selected pattern knows is an error
+      sync 'xpub'     -> pubsub only; asking for it without pubsub is an error
+    """
+    _check_count("threads", threads)
+    _check_count("msgs", msgs)
+    names = tuple(dict.fromkeys(_target_name(t) for t in targets))
+    if not names:
+        raise LabError("no targets to run")
+    chosen_patterns = parse_list(patterns, PATTERNS, "pattern")
+    chosen_transports = parse_list(transports, TRANSPORTS, "transport")
+    polls = parse_poll_modes(poll_modes)
+    syncs = parse_list(sync_modes, SYNC_MODES, "sync mode")
+    if "xpub" in syncs and not set(XPUB_PATTERNS) & set(chosen_patterns):
+        raise LabError(f"sync 'xpub' only applies to {_known(XPUB_PATTERNS)}, which is not selected")
+    wanted_variants: tuple[str, ...] | None = None
+    if variants is not None and variants != "all":
+        wanted_variants = parse_list(variants, ALL_VARIANTS, "variant")
+        offered = {v for p in chosen_patterns for v in VARIANTS[p]}
+        for v in wanted_variants:
+            if v not in offered:
+                raise LabError(f"variant {v!r} does not exist for the selected patterns "
+                               f"({_known(chosen_patterns)})")
+
+    def variants_for(pattern: str) -> tuple[str, ...]:
+        own = VARIANTS[pattern]
+        if variants == "all":
+            return own
+        if wanted_variants is None:
+            return own[:1]
+        return tuple(v for v in own if v in wanted_variants) or own[:1]
+
+    def syncs_for(pattern: str) -> tuple[str, ...]:
+        return tuple(s for s in SYNC_MODES if s in syncs and (s == "none" or pattern in XPUB_PATTERNS)) \
+            or ("none",)
+
+    cells = []
+    for target in names:
+        for pattern in sorted(chosen_patterns, key=PATTERNS.index):
+            for transport in sorted(chosen_transports, key=TRANSPORTS.index):
+                for variant in variants_for(pattern):
+                    for sync in syncs_for(pattern):
+                        for poll in sorted(polls):
+                            cells.append(Cell(target, pattern, transport, variant, poll, sync,
+                                              threads, msgs))
+    return tuple(cells)

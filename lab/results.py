@@ -1,0 +1,183 @@
+"""Results on disk: the only module of the core that does I/O.
+
+Layout:  results/<run-id>/matrix.json
+         results/<run-id>/cells/<target>__<pattern>__<transport>__<label>.json   (one verdict each)
+
+Rules that keep results trustworthy after a crash or a Ctrl-C:
+  * a document is validated against its schema before anything touches the disk;
+  * every write goes to a temporary file in the same directory, is fsynced, then
+    os.replace()d over the destination, so a reader sees the old file or the new one, never half;
+  * nothing is deleted; a run directory is created fresh and never reused.
+Every failure is a one-line LabError naming the path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.matrix import Matrix
+from lab.schemas import SCHEMA_IDS, validate
+from lab.verdicts import Verdict
+
+RESULTS_ROOT = Path("results")
+MATRIX_FILE = "matrix.json"
+CELLS_DIR = "cells"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """'20261127-114501-ab12': sorts by time; the random tail separates same-second runs."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def new_run_dir(root: str | Path = RESULTS_ROOT, now: datetime | None = None) -> Path:
+    """Create and return a fresh results/<run-id>/ (never an existing one)."""
+    root = Path(root)
+    for _ in range(20):
+        path = root / new_run_id(now)
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue                   # same second, same random tail: draw again
+        except OSError as exc:
+            raise LabError(f"cannot create results directory {path}: {exc.strerror}") from None
+    raise LabError(f"cannot find an unused run id under {root}")
+
+
+def latest_run_dir(root: str | Path = RESULTS_ROOT) -> Path:
+    """The newest run directory that has a matrix (run ids sort by time)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LabError(f"no results directory {root}")
+    runs = sorted(p for p in root.iterdir() if (p / MATRIX_FILE).is_file())
+    if not runs:
+        raise LabError(f"no finished runs under {root}")
+    return runs[-1]
+
+
+# ---- writing ----------------------------------------------------------------------------
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise LabError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp_name is not None:       # only our own temporary file, never the destination
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable; not every filesystem allows it, which is fine."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: str | Path, data: dict, kind: str) -> Path:
+    """Validate `data` as a `kind` document, then write it atomically (old file kept on failure)."""
+    validate(kind, data, source=path)
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def cell_file_name(key: str) -> str:
+    """'pyzmq-25.1.2/pubsub/tcp/default+poll' -> 'pyzmq-25.1.2__pubsub__tcp__default+poll.json'."""
+    return key.replace("/", "__") + ".json"
+
+
+def save_verdict(run_dir: str | Path, verdict: Verdict) -> Path:
+    path = Path(run_dir) / CELLS_DIR / cell_file_name(verdict.cell.key)
+    return write_json_atomic(path, verdict.to_dict(), "verdict")
+
+
+def save_matrix(run_dir: str | Path, matrix: Matrix) -> Path:
+    return write_json_atomic(Path(run_dir) / MATRIX_FILE, matrix.to_dict(), "matrix")
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+def read_json(path: str | Path, kind: str) -> dict:
+    """Load a `kind` document: missing, corrupt, foreign or wrong-version files are one-liners."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LabError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno}") from None
+    expected = SCHEMA_IDS[kind]
+    found = data.get("schema") if isinstance(data, dict) else None
+    if found != expected:
+        family = expected.split("/")[0] + "/"
+        if isinstance(found, str) and found.startswith(family):
+            raise LabError(f"{path} is {found}, this lab reads {expected}")
+        raise LabError(f"{path} is not a zmqlab {kind} file (schema: {found!r}, expected {expected})")
+    validate(kind, data, source=path)
+    return data
+
+
+def load_verdict(path: str | Path) -> Verdict:
+    data = read_json(path, "verdict")
+    try:
+        return Verdict.from_dict(data)
+    except LabError as exc:
+        raise LabError(f"{path}: {exc}") from None
+
+
+def load_verdicts(run_dir: str | Path) -> tuple[Verdict, ...]:
+    """Every saved cell verdict of a run, in key order (possibly none while a run is young)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LabError(f"no results directory {run_dir}")
+    cells = run_dir / CELLS_DIR
+    files = sorted(cells.glob("*.json")) if cells.is_dir() else []
+    return tuple(load_verdict(f) for f in files)
+
+
+def load_matrix(path_or_dir: str | Path) -> Matrix:
+    """From results/<run-id>/ or a matrix.json path."""
+    path = Path(path_or_dir)
+    if path.is_dir():
+        path = path / MATRIX_FILE
+    elif not path.exists() and path.suffix != ".json":
+        raise LabError(f"no results directory {path}")
+    data = read_json(path, "matrix")
+    try:
+        return Matrix.from_dict(data)
+    except LabError as exc:
+        raise LabError(f"{path}: {exc}") from None

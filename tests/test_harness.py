@@ -1,0 +1,139 @@
+"""Real scenarios on a real pyzmq/libzmq (pyzmq-25.1.2 wheel, libzmq 4.3.4) in local processes,
+at small sizes. The fault injector proves the detector: a dropped ping is always `lost` with
+the exact gap, a blocked sender always `deadlock`."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lab import schemas
+from lab.backends.local import LocalBackend, REPO
+from lab.cells import Cell
+from lab.runner import RunSettings, run_cell
+from lab.targets import load_targets, select
+
+TARGET = "pyzmq-25.1.2"
+
+
+@pytest.fixture(scope="module")
+def local():
+    backend = LocalBackend(progress=lambda s: None)
+    target = select(load_targets(), TARGET)[0]
+    assert backend.prepare(target) is None
+    yield backend, target
+    backend.close()
+
+
+def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, **kw):
+    backend, target = local
+    cell = Cell(target.name, pattern, transport, threads=kw.pop("threads", 4), msgs=kw.pop("msgs", 200), **kw)
+    settings = RunSettings(repeat=repeat, stall=stall, extra=("--inject", inject) if inject else ())
+    return run_cell(backend, target, cell, settings)
+
+
+@pytest.mark.parametrize("transport", ["inproc", "ipc", "tcp"])
+@pytest.mark.parametrize("pattern", ["pushpull", "routerdealer"])
+def test_blocking_patterns_deliver_everything(local, pattern, transport):
+    verdict = run(local, pattern, transport, threads=10, msgs=300)
+    report = verdict.runs[0].report
+    assert verdict.worst == "ok", verdict.summary_line()
+    assert report["totals"]["received"] == report["totals"]["expected"] == 3000
+    assert report["versions"]["pyzmq"] == "25.1.2" and report["versions"]["libzmq"] == "4.3.4"
+    schemas.validate("run", report)
+
+
+@pytest.mark.parametrize("spec,thread,expected,got", [("drop:17", 0, 17, 18), ("drop:2:1", 2, 1, 2),
+                                                      ("drop:3:200", 3, 200, None)])
+def test_dropped_ping_is_always_lost_with_the_exact_gap(local, spec, thread, expected, got):
+    verdict = run(local, inject=spec, repeat=3)
+    assert verdict.counts.get("lost") == 3, verdict.summary_line()
+    for r in verdict.runs:
+        rows = {t["id"]: t for t in r.report["threads"]}
+        assert rows[thread]["first_gap"] == {"expected": expected, "got": got}
+        assert rows[thread]["missing"] == 1
+        assert sum(t["missing"] for t in rows.values()) == 1
+
+
+def test_blocked_sender_is_always_deadlock_within_stall_plus_one(local):
+    verdict = run(local, inject="block-sender:1", repeat=3, stall=1.0)
+    assert verdict.counts.get("deadlock") == 3, verdict.summary_line()
+    for r in verdict.runs:
+        rep = r.report
+        assert rep["classified_by"] == "watchdog"
+        assert 1.0 <= rep["stall"]["since_progress_s"] <= 2.0
+        assert {t["id"]: t["state"] for t in rep["threads"]}[1] == "send"
+        stacks = "\n".join(rep["stall"]["stacks"].values())
+        assert "inject" in stacks and "fault_hold" in stacks
+
+
+def test_duplicate_and_swap_are_misordered(local):
+    assert run(local, inject="dup:5").worst == "misordered"
+    verdict = run(local, inject="swap:9")
+    assert verdict.worst == "misordered"
+    assert verdict.runs[0].report["totals"]["reorders"] == 1
+
+
+def test_exception_in_a_sender_is_error(local):
+    verdict = run(local, inject="raise:1")
+    assert verdict.worst == "error" and "injected fault" in verdict.runs[0].report["error"]
+
+
+def test_frozen_process_is_killed_and_classified_by_the_lab(local):
+    backend, target = local
+    cell = Cell(target.name, "pushpull", "inproc", threads=2, msgs=50)
+    verdict = run_cell(backend, target, cell, RunSettings(repeat=1, stall=0.5, timeout=3,
+                                                           extra=("--inject", "freeze")))
+    rep = verdict.runs[0].report
+    assert rep["outcome"] == "deadlock" and rep["classified_by"] == "lab"
+    assert "hard timeout" in rep["reason"]
+    assert 3.0 <= rep["duration_s"] < 5.0
+    assert not backend.live
+
+
+@pytest.mark.slow
+def test_pair_deadlocks_with_sender_in_send_and_main_loop_in_poll(local):
+    verdict = run(local, "pair", "inproc", threads=1, msgs=1000, repeat=3, stall=1.0)
+    deadlocks = [r for r in verdict.runs if r.outcome == "deadlock"]
+    assert deadlocks, verdict.summary_line()
+    stacks = deadlocks[0].report["stall"]["stacks"]
+    sender = next(v for k, v in stacks.items() if k.startswith("control-0"))
+    main_loop = next(v for k, v in stacks.items() if k.startswith("main-loop"))
+    assert "in send" in sender and "in poll" in main_loop
+
+
+@pytest.mark.slow
+def test_pubsub_loses_first_messages_on_tcp(local):
+    verdict = run(local, "pubsub", "tcp", threads=20, msgs=200, repeat=3)
+    lost = [r for r in verdict.runs if r.outcome == "lost"]
+    assert lost, verdict.summary_line()
+    gaps = [t["first_gap"] for r in lost for t in r.report["threads"] if t["first_gap"]]
+    assert any(g["expected"] == 1 for g in gaps)
+
+
+def test_clientserver_on_stock_wheel_is_unsupported_with_reason(local):
+    verdict = run(local, "clientserver", repeat=3)
+    assert verdict.worst == "unsupported" and verdict.n == 1
+    assert "draft" in verdict.runs[0].reason
+
+
+def test_ipc_files_are_removed_even_after_a_watchdog_exit(local, tmp_path):
+    backend, target = local
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path))
+    for extra in ([], ["--inject", "block-sender"]):
+        proc = subprocess.run([str(backend.python(target)), "-m", "scenarios", "--pattern", "pushpull",
+                               "--transport", "ipc", "--threads", "3", "--msgs", "50", "--stall", "0.5",
+                               "--quiet", *extra], env=env, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0 and proc.stdout.startswith("{")
+        assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv,message", [(["--pattern", "nope"], "invalid choice"),
+                                          (["--pattern", "pair", "--threads", "0"], "--threads must be at least 1"),
+                                          (["--pattern", "pair", "--msgs", "-1"], "--msgs must be at least 1"),
+                                          (["--pattern", "pair", "--inject", "drop:9999"], "outside")])
+def test_bad_flags_are_refused_in_one_line(local, argv, message):
+    backend, target = local
+    proc = subprocess.run([str(backend.python(target)), "-m", "scenarios", *argv],
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""

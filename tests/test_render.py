@@ -1,0 +1,84 @@
+from factories import make_matrix, make_reports, make_cell, make_verdict
+from lab import render
+from lab.matrix import build
+from lab.verdicts import classify
+
+SPEC = {
+    ("pyzmq-25.1.2", "pair", "inproc"): ["deadlock"] * 5,
+    ("pyzmq-25.1.2", "pubsub", "tcp", "default", False): ["lost"] * 3 + ["ok"] * 2,
+    ("pyzmq-25.1.2", "pubsub", "tcp", "default", True): ["ok"] * 5,
+    ("pyzmq-25.1.2", "clientserver", "inproc", "shared"): ["unsupported"] * 5,
+    ("pyzmq-26.4.0", "pubsub", "tcp", "default", False): ["lost", "deadlock", "ok"],
+    ("pyzmq-27.3.0", "pair", "inproc"): "skipped",
+}
+
+
+def test_cell_text():
+    assert render.cell_text(None) == "-"
+    assert render.cell_text(make_verdict(["ok"] * 5)) == "ok 5/5"
+    assert render.cell_text(make_verdict(["lost"] * 3 + ["ok"] * 2)) == "LOST 3/5"
+    assert render.cell_text(make_verdict(["deadlock"] * 5)) == "DEADLOCK 5/5"
+    assert render.cell_text(make_verdict(["lost", "deadlock", "ok"])) == "DEADLOCK 2/3*"
+    assert render.cell_text(make_verdict(["unsupported"] * 2)) == "unsup"
+    assert render.cell_text(make_verdict(["unsupported", "ok"])) == "unsup 1/2"
+    assert render.cell_text(make_verdict("skipped")) == "skip"
+    cell = make_cell()
+    inconsistent = classify(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
+    assert render.cell_text(inconsistent) == "ERROR!"
+
+
+def test_table_layout():
+    text = render.table(make_matrix(SPEC))
+    lines = text.splitlines()
+    assert lines[0].startswith("zmqlab run 20261127-114501-ab12 · backend local")
+    row = next(l for l in lines if l.startswith("pyzmq-25.1.2 (libzmq 4.3.4)"))
+    assert "DEADLOCK 5/5" in row and "LOST 3/5" in row and "ok 5/5" in row and "unsup" in row
+    assert next(l for l in lines if l.startswith("pyzmq-27.3.0")).split()[3] == "skip"
+    # columns line up: every cell of a column starts where its label starts
+    label_line = next(l for l in lines if l.startswith("target"))
+    col = label_line.index("default+poll")
+    assert row[col:].startswith("ok 5/5")
+    header = lines[lines.index(label_line) - 2]
+    assert header.index("pubsub") == row.index("LOST 3/5")
+    assert "legend:" in lines and any("unsup" in l and "not available" in l for l in lines)
+    assert "cells: 6 (1 skipped, 1 ok, 1 unsupported, 1 lost, 2 deadlock)" in lines
+
+
+def test_table_wraps_into_blocks_that_fit():
+    spec = {("pyzmq-25.1.2", p, t, "default", poll): ["ok"] for p in ("pair", "pubsub", "pushpull")
+            for t in ("inproc", "ipc", "tcp") for poll in (False, True)}
+    text = render.table(make_matrix(spec), width=80)
+    assert max(len(l) for l in text.splitlines() if not l.startswith(("zmqlab", "legend", "  ", "cells"))) <= 80
+    assert sum(1 for l in text.splitlines() if l.startswith("pyzmq-25.1.2")) >= 3     # rows repeat per block
+    assert text.count("ok 1/1") == 18
+
+
+def test_markdown():
+    md = render.markdown(make_matrix(SPEC))
+    assert md.startswith("# zmqlab run 20261127-114501-ab12\n")
+    assert "## pubsub\n\n| target | libzmq | tcp default | tcp default+poll |\n|---|---|---|---|\n" in md
+    assert "| pyzmq-25.1.2 | 4.3.4 | **LOST 3/5** | ok 5/5 |" in md
+    assert "**DEADLOCK 2/3\\***" in md
+    assert "## Failures" in md
+    assert ("- pyzmq-25.1.2 pubsub/tcp default: lost 3/5 runs (60%, 95% CI 23–88%); "
+            "first gap: thread 1 got #17 expecting #1") in md
+    assert "  - run 1: lost (harness, 0.5s): first gap thread 1 got #17 expecting #1; 1/4 threads affected, 16 missing" in md
+    assert "  - run 2: deadlock (watchdog, 5.5s): stuck: thread 0 (send)" in md
+    assert "## Not run" in md and "skipped: docker backend" in md
+    assert "- `unsup` not available" in md
+
+
+def test_markdown_without_failures():
+    md = render.markdown(make_matrix({("t", "pair", "tcp"): ["ok"]}))
+    assert "## Failures\n\nNone." in md
+
+
+def test_verdict_line_is_the_summary():
+    v = make_verdict(["lost", "ok"])
+    assert render.verdict_line(v) == v.summary_line()
+
+
+def test_empty_matrix_renders():
+    m = build("r", "local", [])
+    assert "(no cells)" in render.table(m)
+    assert "None." in render.markdown(m)

@@ -1,0 +1,178 @@
+import pytest
+
+from factories import make_cell, make_report, make_reports, make_verdict
+from lab.errors import LabError
+from lab.schemas import validate
+from lab.verdicts import (FAILURES, OUTCOMES, SEVERITY, Verdict, classify, is_failure, skipped,
+                          wilson, worst_of)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_factory_reports_are_schema_valid(outcome):
+    report = make_report(outcome, make_cell(threads=3, msgs=20))
+    validate("run", report)          # raises on any mismatch
+    assert report["outcome"] == outcome
+
+
+@pytest.mark.parametrize("k, n, low, high", [
+    (7, 10, 0.3968, 0.8922),
+    (0, 10, 0.0, 0.2775),
+    (10, 10, 0.7225, 1.0),
+    (5, 5, 0.5655, 1.0),
+    (1, 20, 0.0089, 0.2361),
+])
+def test_wilson_known_values(k, n, low, high):
+    got = wilson(k, n)
+    assert got == pytest.approx((low, high), abs=5e-4)
+
+
+def test_wilson_edges():
+    assert wilson(0, 0) == (0.0, 1.0)
+    lo, hi = wilson(3, 10, z=2.576)          # 99%: wider than 95%
+    lo95, hi95 = wilson(3, 10)
+    assert lo < lo95 and hi > hi95
+    with pytest.raises(ValueError):
+        wilson(4, 3)
+
+
+def test_severity_order_and_failures():
+    assert worst_of(["ok", "unsupported"]) == "unsupported"
+    assert worst_of(["lost", "misordered", "ok"]) == "lost"
+    assert worst_of(["lost", "deadlock"]) == "deadlock"
+    assert worst_of(["deadlock", "error"]) == "error"
+    assert [o for o in sorted(SEVERITY, key=SEVERITY.get)] == \
+        ["skipped", "ok", "unsupported", "misordered", "lost", "deadlock", "error"]
+    assert not is_failure("unsupported") and not is_failure("ok") and not is_failure("skipped")
+    assert all(is_failure(o) for o in FAILURES)
+
+
+def test_all_ok():
+    v = make_verdict(["ok"] * 5)
+    assert (v.worst, v.n, v.failures, v.rate) == ("ok", 5, 0, 0.0)
+    assert v.rate_high == pytest.approx(0.4345, abs=5e-4)
+    assert not v.failed
+    assert v.summary_line() == "pyzmq-25.1.2 pubsub/tcp default: ok 5/5 runs (0 failed, 95% CI 0–43%)"
+
+
+def test_lost_summary_matches_the_write_up_shape():
+    cell = make_cell(threads=10, msgs=100)
+    reports = make_reports(["lost"] * 7 + ["ok"] * 3, cell, lost_threads=(7,), lost_first=16)
+    v = classify(cell, reports)
+    assert v.worst == "lost" and v.failures == 7 and v.counts["ok"] == 3
+    assert v.summary_line() == ("pyzmq-25.1.2 pubsub/tcp default: lost 7/10 runs (70%, 95% CI 40–89%); "
+                                "first gap: thread 7 got #17 expecting #1")
+    assert v.runs[0].first_gap == (7, 1, 17)
+
+
+def test_misordered():
+    v = make_verdict(["misordered", "ok"])
+    assert v.worst == "misordered" and v.failed
+    assert "misordered 1/2 runs" in v.summary_line()
+    assert "first gap: thread 1 got #6 expecting #5" in v.summary_line()
+
+
+def test_deadlock_names_threads_and_states():
+    cell = make_cell(pattern="pair", transport="inproc", threads=3)
+    v = classify(cell, make_reports(["deadlock"] * 2, cell, stuck_threads=(0, 2), stuck_state="send"))
+    assert v.worst == "deadlock"
+    line = v.summary_line()
+    assert "deadlock 2/2 runs" in line
+    assert "stuck: thread 0 (send), thread 2 (send) after 5s without progress, 3 stacks captured" in line
+    assert v.runs[0].stall["stacks"]["MainThread"]          # the evidence is kept whole
+    assert v.runs[0].classified_by == "watchdog"
+
+
+def test_error_mentions_the_message():
+    v = make_verdict(["ok", "error"])
+    assert v.worst == "error"
+    assert v.summary_line().endswith("error: ZMQError: Address already in use (addr='tcp://127.0.0.1:5555')")
+
+
+def test_all_unsupported_is_not_a_failure():
+    v = make_verdict(["unsupported"] * 3, pattern="clientserver")
+    assert v.worst == "unsupported" and v.failures == 0 and not v.failed
+    assert v.summary_line() == ("pyzmq-25.1.2 clientserver/tcp shared: unsupported (3/3 runs): "
+                                "CLIENT/SERVER needs the draft API (this libzmq has none)")
+
+
+def test_mixed_failures_show_a_breakdown():
+    v = make_verdict(["lost", "deadlock", "deadlock", "ok"])
+    assert v.worst == "deadlock" and v.failures == 3
+    assert "failed 3/4 runs (75%, 95% CI 30–95%) [deadlock 2, lost 1]; stuck: thread 0" in v.summary_line()
+
+
+def test_skipped_verdict():
+    v = skipped(make_cell(), "docker: image build failed\n(see log)")
+    assert v.worst == "skipped" and v.n == 0 and not v.failed
+    assert v.versions is None
+    assert v.summary_line() == "pyzmq-25.1.2 pubsub/tcp default: skipped: docker: image build failed (see log)"
+    with pytest.raises(LabError):
+        Verdict(make_cell())                  # neither runs nor a reason
+
+
+def test_versions_come_from_the_reports_and_disagreement_is_an_error():
+    cell = make_cell()
+    v = classify(cell, make_reports(["ok"] * 2, cell))
+    assert v.versions == {"pyzmq": "25.1.2", "libzmq": "4.3.4", "draft": False, "python": "3.11.2"}
+    other = make_report("ok", cell, versions={"pyzmq": "26.4.0", "libzmq": "4.3.5", "draft": False,
+                                              "python": "3.11.2"})
+    bad = classify(cell, make_reports(["ok"], cell) + [other])
+    assert bad.worst == "error" and bad.failed
+    assert "runs disagree on versions" in bad.summary_line()
+    assert "pyzmq 26.4.0" in bad.summary_line()
+
+
+def test_lab_made_reports_without_versions_do_not_count_as_disagreement():
+    cell = make_cell()
+    unknown = make_report("error", cell, classified_by="lab",
+                          versions={"pyzmq": "", "libzmq": "", "draft": False, "python": ""})
+    v = classify(cell, [make_report("ok", cell), unknown])
+    assert v.problems == () and v.worst == "error"
+    assert v.versions["pyzmq"] == "25.1.2"
+
+
+def test_report_params_must_match_the_cell():
+    cell = make_cell(pattern="pubsub")
+    v = classify(cell, [make_report("ok", cell, pattern="pair")])
+    assert v.worst == "error"
+    assert "run 1 ran pattern='pair', the cell has 'pubsub'" in v.summary_line()
+
+
+def test_no_reports_is_an_error():
+    with pytest.raises(LabError, match="no runs to judge"):
+        classify(make_cell(), [])
+
+
+@pytest.mark.parametrize("outcomes", [["ok"] * 3, ["lost", "ok"], ["deadlock"], ["unsupported"],
+                                      ["error", "misordered"], "skipped"])
+def test_dict_round_trip_is_schema_valid(outcomes):
+    v = make_verdict(outcomes)
+    data = v.to_dict()
+    validate("verdict", data)
+    again = Verdict.from_dict(data)
+    assert again == v
+    assert again.to_dict() == data
+    assert again.runs == v.runs and [r.report for r in again.runs] == [r.report for r in v.runs]
+
+
+def test_from_dict_refuses_edited_derived_fields():
+    data = make_verdict(["lost", "ok"]).to_dict()
+    data["outcome"] = "ok"
+    with pytest.raises(LabError, match="says outcome='ok' but its runs give 'lost'"):
+        Verdict.from_dict(data)
+
+
+def test_verdict_schema_checks_embedded_run_reports():
+    data = make_verdict(["ok"]).to_dict()
+    del data["runs"][0]["totals"]
+    with pytest.raises(LabError, match=r"runs\[0\]: 'totals' is a required property"):
+        validate("verdict", data, source="x.json")
+
+
+def test_deadlock_without_a_stuck_sender_falls_back_to_the_harness_reason():
+    cell = make_cell(pattern="pubsub", threads=2)
+    report = make_report("deadlock", cell, stuck_threads=(), reason="shutdown sender in send of #1")
+    report["threads"][1]["state"] = "running"          # busy looping, not inside zmq: not "stuck"
+    v = classify(cell, [report])
+    assert v.runs[0].stuck_threads == []
+    assert "; shutdown sender in send of #1 after 5s without progress" in v.summary_line()
