@@ -103,11 +103,16 @@ def targets(c):
             "  BROKEN: " + t.broken if t.broken else ""))
 
 
-@task(help={"docker": "include the Docker-backed tests (default: when an engine answers)",
-            "slow": "include slow tests", "k": "pytest -k expression"})
+@task(help={"docker": "include the Docker-backed tests (they skip when no engine answers, "
+                      "unless ZMQLAB_REQUIRE_DOCKER=1, as in CI)",
+            "slow": "include slow tests (real races, image builds, Chromium)", "k": "pytest -k expression"})
+@lab_task
 def test(c, docker=True, slow=True, k=""):
-    """Run the test suite (unit tests, real-scenario integration tests, Docker tests)."""
-    args = [sys.executable, "-m", "pytest", "-q", "-ra"]
+    """Set up what the tests need (host packages as root), then run the whole test suite."""
+    from lab import hostsetup
+    if os.geteuid() == 0:
+        hostsetup.apt_install(["debootstrap", "chromium"], progress=lambda s: print("zmqlab: " + s))
+    args = [sys.executable, "-m", "pytest", "-ra"]
     marks = [m for m, on in (("docker", docker), ("slow", slow)) if not on]
     if marks:
         args += ["-m", " and ".join("not " + m for m in marks)]
