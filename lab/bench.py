@@ -1,0 +1,151 @@
+"""`invoke bench`: figures measured side by side in one run, printed, never asserted.
+
+  1. harness overhead: pushpull 100x1000 through the full harness against a bare pyzmq loop
+     doing the same sends (same venv, same machine, interleaved, median of N), goal <= 1.25x;
+  2. hang-to-verdict: delay from the last progress to the verdict for hung cells (a real PAIR
+     deadlock and an injected blocked sender), goal <= stall + 1 s, as the report states it and
+     as the lab sees it (process start to report, minus the run's own busy time);
+  3. Docker: per-cell container overhead of both designs, against the same command run locally;
+     the no-op image rebuild time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab import engine
+from lab.backends.local import REPO, LocalBackend
+from lab.cells import Cell
+from lab.runner import RunSettings, run_cell
+from lab.targets import load_targets, select
+
+BENCH_TARGET = "pyzmq-25.1.2"
+THREADS, MSGS, ROUNDS = 100, 1000, 7
+
+# The bare loop: what the harness does minus the harness (no poll loop, no sequence checks,
+# no watchdog, no report) -- one PULL, THREADS PUSH threads, MSGS sends each.
+BARE_LOOP = r"""
+import sys, threading, time, struct, zmq
+threads, msgs = int(sys.argv[1]), int(sys.argv[2])
+t0 = time.monotonic()
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL)
+pull.bind("inproc://bare")
+def sender(tid):
+    s = ctx.socket(zmq.PUSH)
+    s.connect("inproc://bare")
+    for seq in range(1, msgs + 1):
+        s.send(struct.pack("!cII", b"P", tid, seq))
+    s.close()
+ts = [threading.Thread(target=sender, args=(i,)) for i in range(threads)]
+for t in ts: t.start()
+for _ in range(threads * msgs):
+    pull.recv()
+for t in ts: t.join()
+print(time.monotonic() - t0)
+"""
+
+
+def _timed(cmd, env) -> tuple[float, str]:
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return time.monotonic() - t0, out
+
+
+def harness_overhead(python: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(BARE_LOOP)
+    harness_cmd = [str(python), "-m", "scenarios", "--pattern", "pushpull", "--transport", "inproc",
+                   "--threads", str(THREADS), "--msgs", str(MSGS), "--quiet"]
+    bare_cmd = [str(python), fh.name, str(THREADS), str(MSGS)]
+    try:
+        runs = {"harness": [], "bare": [], "harness_work": [], "bare_work": []}
+        for _ in range(ROUNDS):                       # interleaved, so load hits both alike
+            wall, out = _timed(harness_cmd, env)
+            report = json.loads(out)
+            if report["outcome"] != "ok":
+                raise RuntimeError("benchmark run was not ok: " + report["reason"])
+            runs["harness"].append(wall)
+            runs["harness_work"].append(report["duration_s"])
+            wall, out = _timed(bare_cmd, env)
+            runs["bare"].append(wall)
+            runs["bare_work"].append(float(out))
+    finally:
+        os.unlink(fh.name)
+    m = {k: statistics.median(v) for k, v in runs.items()}
+    m["ratio"] = m["harness_work"] / m["bare_work"]
+    m["wall_ratio"] = m["harness"] / m["bare"]
+    return m
+
+
+def hang_delay(backend, target, stall: float) -> list[dict]:
+    out = []
+    for label, cell, extra in (
+            ("pair deadlock (real)", Cell(target.name, "pair", "inproc", threads=1, msgs=1000), ()),
+            ("blocked sender (injected)", Cell(target.name, "pushpull", "inproc", threads=4, msgs=200),
+             ("--inject", "block-sender"))):
+        verdict = run_cell(backend, target, cell, RunSettings(repeat=3, stall=stall, extra=extra))
+        for r in verdict.runs:
+            rep = r.report
+            since = (rep.get("stall") or {}).get("since_progress_s")
+            out.append({"case": label, "outcome": rep["outcome"], "since_progress_s": since,
+                        "delay_over_stall_s": None if since is None else since - stall})
+    return out
+
+
+def docker_figures(target) -> dict:
+    from lab import images
+    from lab.backends.docker import measure_overhead
+    client = engine.connect()
+    if not images.image_ready(client, target):
+        return {"skipped": "image %s not built (invoke images --targets %s)" % (images.image_tag(target), target.name)}
+    t0 = time.monotonic()
+    images.build_images(client, [target], progress=lambda s: None)
+    noop = time.monotonic() - t0
+    figures = measure_overhead(client, target, n=20)
+    local_py = LocalBackend(progress=lambda s: None).python(target)
+    local = statistics.median(_timed([str(local_py), "-c", "pass"], os.environ) * 1e3 for _ in range(10))
+    figures.update(noop_rebuild_s=noop, local_python_ms=local)
+    return figures
+
+
+def main(backend: str = "auto", stall: float = 2.0) -> None:
+    target = select(load_targets(), BENCH_TARGET)[0]
+    local = LocalBackend(progress=lambda s: print("  " + s))
+    local.prepare(target)
+    print("zmqlab bench on %s (%d cores), target %s" % (os.uname().nodename, os.cpu_count(), target.name))
+    h = harness_overhead(local.python(target))
+    print("\n1. harness vs bare pyzmq loop, pushpull %dx%d inproc, median of %d" % (THREADS, MSGS, ROUNDS))
+    print("   the work (context to last ping): harness %.3f s   bare loop %.3f s   ratio %.2fx (goal <= 1.25x)" % (
+        h["harness_work"], h["bare_work"], h["ratio"]))
+    print("   whole process (interpreter start and imports included): harness %.3f s   bare %.3f s   ratio %.2fx" % (
+        h["harness"], h["bare"], h["wall_ratio"]))
+    print("\n2. hang to verdict (stall window %.1f s; goal: classified within stall + 1 s)" % stall)
+    for row in hang_delay(local, target, stall):
+        since = row["since_progress_s"]
+        print("   %-26s %-9s last progress -> verdict %s" % (
+            row["case"], row["outcome"], "n/a" if since is None else "%.3f s (stall + %.3f s)" % (since, row["delay_over_stall_s"])))
+    local.close()
+    ok, why = engine.available()
+    print("\n3. Docker")
+    if backend == "local" or not ok:
+        print("   skipped: %s" % ("--backend local" if backend == "local" else why))
+        return
+    d = docker_figures(target)
+    if "skipped" in d:
+        print("   skipped: " + d["skipped"])
+        return
+    print("   per-cell overhead, trivial `python -c pass`, median of %d:" % d["n"])
+    print("     container per run  %.1f ms   exec in a long-lived container %.1f ms   same command locally %.1f ms" % (
+        d["container_per_run_ms"], d["exec_ms"], d["local_python_ms"]))
+    print("     overhead over local: container per run %+.1f ms, exec %+.1f ms (goal <= 150 ms); kept: %s" % (
+        d["container_per_run_ms"] - d["local_python_ms"], d["exec_ms"] - d["local_python_ms"], d["kept"]))
+    print("     long-lived container start (once per target per run): %.1f ms" % d["exec_container_start_ms"])
+    print("   no-op image rebuild: %.2f s (goal <= 5 s)" % d["noop_rebuild_s"])

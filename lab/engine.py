@@ -1,0 +1,227 @@
+"""The Docker engine edge: connecting, labelling, bounded retries and cleanup.
+
+Everything the lab creates on the engine (containers, networks, volumes) carries
+
+    org.zmqlab=1                 it is ours
+    org.zmqlab.run=<run-id>      which lab run made it (close() removes exactly these)
+    org.zmqlab.pid=<pid>         the lab process that made it ...
+    org.zmqlab.pidstart=<ticks>  ... and when that process started (guards against pid reuse)
+    org.zmqlab.host=<hostname>   ... and on which machine (pids mean nothing elsewhere)
+
+so a lab killed with SIGKILL leaves objects that the next lab recognises as orphans
+(their pid is dead on this host) and removes, while a concurrently running lab's objects
+(pid alive) are never touched. Images are never removed here.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from lab.errors import LabError
+
+LABEL = "org.zmqlab"
+LABEL_RUN = "org.zmqlab.run"
+LABEL_PID = "org.zmqlab.pid"
+LABEL_PIDSTART = "org.zmqlab.pidstart"
+LABEL_HOST = "org.zmqlab.host"
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+CONNECT_TIMEOUT = 5.0     # s: ping / version at connection time
+API_TIMEOUT = 60.0        # s: ordinary engine calls afterwards (create on a slow storage driver)
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- connection
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+
+
+def reason(exc: BaseException) -> str:
+    """The most specific one-line cause inside a docker/requests exception chain."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+        if isinstance(e, BaseException):
+            stack.extend(a for a in e.args if isinstance(a, BaseException))
+            stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    text = str(exc).replace("Error while fetching server API version: ", "")
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _client(timeout: float) -> tuple[docker.DockerClient | None, str]:
+    try:
+        client = docker.from_env(timeout=timeout, max_pool_size=32)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        return None, reason(exc)
+    client.api.timeout = API_TIMEOUT
+    return client, ""
+
+
+def connect(timeout: float = CONNECT_TIMEOUT) -> docker.DockerClient:
+    """A client for the engine named by DOCKER_HOST (default: the local socket).
+
+    The engine must answer a ping within `timeout` s; otherwise a one-line LabError that
+    tells the user how to run without Docker.
+    """
+    client, why = _client(timeout)
+    if client is None:
+        raise LabError(f"no Docker engine answers at {engine_address()}: {why}; "
+                       "use --backend local to run in local processes")
+    return client
+
+
+def available(timeout: float = 2.0) -> tuple[bool, str]:
+    """For the tasks layer to pick the default backend: (True, "Docker engine <version> at
+    <address>") when an engine answers, else (False, "<address>: <reason>"), e.g.
+    (False, "unix:///var/run/docker.sock: No such file or directory")."""
+    client, why = _client(timeout)
+    if client is None:
+        return False, f"{engine_address()}: {why}"
+    try:
+        version = client.version().get("Version", "?")
+    except Exception:               # answered the ping; the version is only decoration
+        version = "?"
+    finally:
+        client.close()
+    return True, f"Docker engine {version} at {engine_address()}"
+
+
+# ---------------------------------------------------------------- bounded retries
+
+def is_transient(exc: BaseException) -> bool:
+    """Engine hiccups worth another try: no connection, a timeout, a 5xx answer."""
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return True
+    if isinstance(exc, docker.errors.APIError) and not isinstance(exc, docker.errors.NotFound):
+        code = exc.status_code or 0
+        return code >= 500 and "executable file not found" not in str(exc)
+    return False
+
+
+transient_retry: Callable[[Callable[..., T]], Callable[..., T]] = retry(
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2.0),
+    retry=retry_if_exception(is_transient),
+    reraise=True,
+)
+
+
+# ---------------------------------------------------------------- labels
+
+def _start_ticks(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), '' when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def run_labels(run_id: str) -> dict[str, str]:
+    pid = os.getpid()
+    return {LABEL: "1", LABEL_RUN: run_id, LABEL_PID: str(pid),
+            LABEL_PIDSTART: _start_ticks(pid), LABEL_HOST: socket.gethostname()}
+
+
+def owner_alive(labels: dict[str, str]) -> bool:
+    """Is the lab process that labelled an object still running? Objects from another host
+    or without a readable pid count as alive (we cannot tell, so we leave them alone)."""
+    if labels.get(LABEL_HOST, socket.gethostname()) != socket.gethostname():
+        return True
+    try:
+        pid = int(labels.get(LABEL_PID, ""))
+    except ValueError:
+        return True
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                        # exists, owned by someone else
+    started = labels.get(LABEL_PIDSTART, "")
+    now = _start_ticks(pid)
+    return not (started and now and started != now)   # a different process reuses the pid
+
+
+# ---------------------------------------------------------------- cleanup
+
+def _gone_or_permanent(exc: BaseException) -> bool:
+    return isinstance(exc, docker.errors.NotFound) or not isinstance(
+        exc, (docker.errors.APIError, requests.exceptions.RequestException))
+
+
+# a removal can meet a container still starting or being removed (409), or a slow engine:
+# a few short tries, then it is reported (and a later lab's orphan sweep gets it)
+_removal_retry = retry(stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.25, max=1.0),
+                       retry=retry_if_exception(lambda e: not _gone_or_permanent(e)), reraise=True)
+
+
+def _remove_all(objs: list[Any], remove: Callable[[Any], None], errors: list[str]) -> int:
+    n = 0
+    for obj in objs:
+        try:
+            _removal_retry(remove)(obj)
+            n += 1
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:    # best effort: report, go on with the others
+            errors.append(f"{getattr(obj, 'name', obj)}: {reason(exc)}")
+    return n
+
+
+def _ours(client: docker.DockerClient, label_filter: str) -> tuple[list, list, list]:
+    flt = {"label": [f"{LABEL}=1", label_filter] if label_filter else [f"{LABEL}=1"]}
+    return (client.containers.list(all=True, filters=flt, ignore_removed=True),
+            client.networks.list(filters=flt),
+            client.volumes.list(filters=flt))
+
+
+def _remove_objects(containers: list, networks: list, volumes: list, errors: list[str]) -> int:
+    # containers first: networks and volumes in use cannot go
+    n = _remove_all(containers, lambda c: c.remove(force=True, v=True), errors)
+    n += _remove_all(networks, lambda x: x.remove(), errors)
+    n += _remove_all(volumes, lambda x: x.remove(force=True), errors)
+    return n
+
+
+def remove_run(client: docker.DockerClient, run_id: str, errors: list[str] | None = None) -> int:
+    """Remove every container, network and volume labelled with `run_id`; return how many."""
+    errors = [] if errors is None else errors
+    return _remove_objects(*_ours(client, f"{LABEL_RUN}={run_id}"), errors)
+
+
+def sweep_orphans(client: docker.DockerClient, errors: list[str] | None = None) -> int:
+    """Remove objects left by lab processes that are gone (e.g. killed with SIGKILL)."""
+    errors = [] if errors is None else errors
+    containers, networks, volumes = _ours(client, LABEL_PID)
+    dead = lambda objs, labels: [o for o in objs if not owner_alive(labels(o))]  # noqa: E731
+    return _remove_objects(
+        dead(containers, lambda c: c.labels),
+        dead(networks, lambda x: x.attrs.get("Labels") or {}),
+        dead(volumes, lambda x: x.attrs.get("Labels") or {}),
+        errors)
+
+
+def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
+    """An internal (no route out) bridge network carrying the run's labels, for placing
+    sender and receiver roles in separate containers."""
+    return transient_retry(client.networks.create)(
+        name, driver="bridge", internal=True, labels=labels, check_duplicate=True)

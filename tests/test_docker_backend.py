@@ -1,0 +1,472 @@
+"""Docker backend: real containers on the local engine, no mocks.
+
+Tests marked `docker` need an engine and a target image. They skip with the reason when
+either is missing, except when ZMQLAB_REQUIRE_DOCKER=1 (CI), where they fail instead.
+
+The image defaults to zmqlab-target:pyzmq-25.1.2 (checked to import zmq); another image
+that honours the contract (/opt/venv/bin/python, Debian-like /tmp) can be named with
+ZMQLAB_TEST_IMAGE=repo:tag, in which case the zmq import check is left out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lab import engine
+from lab.errors import LabError
+from lab.targets import Target, load_targets
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGE = "zmqlab-target:pyzmq-25.1.2"
+REQUIRE = os.environ.get("ZMQLAB_REQUIRE_DOCKER") == "1"
+
+# The stand-in scenario program bind-mounted instead of the repo's scenarios/.
+SCENARIO_MAIN = r'''
+import errno, json, os, socket, sys, time
+
+def sandbox():
+    facts = {"uid": os.getuid(), "gid": os.getgid(), "tmpdir": os.environ.get("TMPDIR"),
+             "net": sorted(os.listdir("/sys/class/net")),
+             "netdev": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])}
+    try:
+        open("/rootfs-probe", "w")
+        facts["root_write"] = "ok"
+    except OSError as e:
+        facts["root_write"] = errno.errorcode[e.errno]
+    try:
+        open("/opt/zmqlab/scenarios/probe", "w")
+        facts["scenarios_write"] = "ok"
+    except OSError as e:
+        facts["scenarios_write"] = errno.errorcode[e.errno]
+    with open("/tmp/probe", "w") as f:
+        f.write("x")
+    facts["tmp_write"] = "ok"
+    status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+    facts["cap_eff"] = status["CapEff"].strip()
+    facts["no_new_privs"] = status["NoNewPrivs"].strip()
+    for p in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max"):
+        if os.path.exists(p):
+            facts["pids_max"] = open(p).read().strip()
+    for p in ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"):
+        if os.path.exists(p):
+            facts["mem_max"] = open(p).read().strip()
+    srv = socket.socket()                       # loopback tcp still serves
+    srv.bind(("127.0.0.1", 0)); srv.listen(1)
+    cli = socket.create_connection(srv.getsockname(), timeout=2)
+    conn, _ = srv.accept(); cli.sendall(b"ping"); facts["loopback"] = conn.recv(4).decode()
+    try:
+        socket.create_connection(("192.0.2.1", 80), timeout=1)
+        facts["outside"] = "reached"
+    except OSError as e:
+        facts["outside"] = errno.errorcode.get(e.errno, str(e))
+    return facts
+
+cmd = sys.argv[1] if len(sys.argv) > 1 else "echo"
+if cmd == "echo":
+    print(json.dumps({"argv": sys.argv[1:], "cwd_ok": True}))
+    print("to stderr", file=sys.stderr)
+    sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+elif cmd == "sleep":
+    print("started", flush=True)
+    time.sleep(100)
+elif cmd == "escape":
+    # a child that drops the lab's cell token from its environment and keeps stdout open
+    import subprocess
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(100)"], env={})
+    print("forked", flush=True)
+    time.sleep(100)
+elif cmd == "undumpable":
+    # PR_SET_DUMPABLE 0 hides /proc/<pid>/environ from the lab's killing exec
+    import ctypes
+    assert ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0
+    print("hidden", flush=True)
+    time.sleep(100)
+elif cmd == "ps":
+    me = os.getpid()
+    print(json.dumps(sorted(open("/proc/%s/cmdline" % p, "rb").read().decode().replace("\0", " ")
+                            for p in os.listdir("/proc") if p.isdigit() and int(p) != me)))
+elif cmd == "sandbox":
+    print(json.dumps(sandbox()))
+'''
+
+
+# ------------------------------------------------------------------ fixtures
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"ZMQLAB_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def client():
+    try:
+        c = engine.connect()
+    except LabError as exc:
+        _unavailable(str(exc))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def image(client):
+    """(image repo, Target, import to check) of the image the tests run in."""
+    import docker.errors
+    name = os.environ.get("ZMQLAB_TEST_IMAGE", DEFAULT_IMAGE)
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        _unavailable(f"image {name} is not built (run `invoke images`, or set ZMQLAB_TEST_IMAGE)")
+    repo, tag = name.rsplit(":", 1)
+    if name == DEFAULT_IMAGE:
+        target = next(t for t in load_targets() if t.name == tag)
+        return repo, target, "zmq"
+    return repo, Target(name=tag, kind="wheel", pyzmq="?", libzmq="?", draft=False,
+                        suite="bookworm", python="3.11"), None
+
+
+@pytest.fixture
+def scenarios_dir(tmp_path):
+    d = tmp_path / "scenarios"
+    d.mkdir()
+    (d / "__main__.py").write_text(textwrap.dedent(SCENARIO_MAIN))
+    tmp_path.chmod(0o755)
+    return d
+
+
+def _run_containers(client, run_id):
+    return client.containers.list(all=True, ignore_removed=True,
+                                  filters={"label": f"{engine.LABEL_RUN}={run_id}"})
+
+
+@pytest.fixture(params=["exec", "container"])
+def backend(request, client, image, scenarios_dir):
+    from lab.backends.docker import DockerBackend
+    repo, _, check = image
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    b = DockerBackend(run_id, client=client, scenarios_dir=scenarios_dir, mode=request.param,
+                      image_repo=repo, check_import=check)
+    yield b
+    b.close()
+    assert _run_containers(client, run_id) == []
+
+
+@pytest.fixture
+def exec_backend(client, image, scenarios_dir):
+    from lab.backends.docker import DockerBackend
+    repo, _, check = image
+    b = DockerBackend(f"test-{uuid.uuid4().hex[:8]}", client=client,
+                      scenarios_dir=scenarios_dir, image_repo=repo, check_import=check)
+    yield b
+    b.close()
+
+
+# ------------------------------------------------------------------ real containers
+
+@pytest.mark.docker
+def test_prepare_accepts_the_image(backend, image):
+    assert backend.prepare(image[1]) is None
+
+
+@pytest.mark.docker
+def test_run_returns_stdout_stderr_and_exit_code(backend, image):
+    target = image[1]
+    res = backend.run(target, ["echo", "0"], timeout=30)
+    assert res.returncode == 0 and not res.timed_out, res
+    assert json.loads(res.stdout) == {"argv": ["echo", "0"], "cwd_ok": True}
+    assert res.stderr.strip() == "to stderr"
+    res = backend.run(target, ["echo", "3"], timeout=30)
+    assert res.returncode == 3 and not res.timed_out
+
+
+@pytest.mark.docker
+def test_hard_timeout_kills_and_the_next_run_works(backend, image):
+    target = image[1]
+    backend.run(target, ["echo"], timeout=30)      # container up: time the cell alone
+    t0 = time.monotonic()
+    res = backend.run(target, ["sleep"], timeout=2)
+    elapsed = time.monotonic() - t0
+    assert res.timed_out and res.returncode is None, res
+    assert elapsed <= 2 + 1, elapsed
+    assert res.wall_s >= 2
+    res = backend.run(target, ["echo", "0"], timeout=30)
+    assert res.returncode == 0 and json.loads(res.stdout)["argv"] == ["echo", "0"]
+
+
+def _processes(backend, target):
+    res = backend.run(target, ["ps"], timeout=30)
+    assert res.returncode == 0, res
+    return json.loads(res.stdout)
+
+
+@pytest.mark.docker
+def test_hard_timeout_also_kills_children_that_drop_the_cell_token(exec_backend, image):
+    target = image[1]
+    before = _processes(exec_backend, target)            # docker-init and the idle python
+    res = exec_backend.run(target, ["escape"], timeout=2)
+    assert res.timed_out and res.returncode is None and res.stdout == "forked\n", res
+    assert _processes(exec_backend, target) == before     # no stray sleeper left
+
+
+@pytest.mark.docker
+def test_when_the_cell_cannot_be_killed_inside_its_container_is_replaced(exec_backend, image,
+                                                                         client):
+    import docker.errors
+    """A cell the killing exec cannot see (non-dumpable: its environment is unreadable) is
+    ended by killing its whole container; a timeout is reported and the next cell gets a
+    fresh container."""
+    target = image[1]
+    assert exec_backend.run(target, ["echo"], timeout=30).returncode == 0
+    first = exec_backend._containers[target.name].id
+    t0 = time.monotonic()
+    res = exec_backend.run(target, ["undumpable"], timeout=3)
+    assert res.timed_out and res.returncode is None, res
+    assert time.monotonic() - t0 < 3 + 2 * 1.0 + 5
+    res = exec_backend.run(target, ["echo", "0"], timeout=30)
+    assert res.returncode == 0, res
+    assert exec_backend._containers[target.name].id != first
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(first)
+
+
+@pytest.mark.docker
+def test_concurrent_cells_share_the_container_and_keep_their_own_output(exec_backend, image):
+    from concurrent.futures import ThreadPoolExecutor
+    target = image[1]
+    argvs = [["echo", str(i)] for i in range(6)] + [["sleep"]]
+    with ThreadPoolExecutor(len(argvs)) as pool:
+        results = list(pool.map(lambda a: exec_backend.run(target, a, timeout=4), argvs))
+    for i, res in enumerate(results[:-1]):
+        assert res.returncode == i and json.loads(res.stdout)["argv"] == ["echo", str(i)], res
+    assert results[-1].timed_out                         # killing one cell spares the others
+    assert len(exec_backend._containers) == 1
+
+
+@pytest.mark.docker
+def test_a_container_removed_behind_the_labs_back_is_replaced(exec_backend, image):
+    target = image[1]
+    assert exec_backend.run(target, ["echo"], timeout=30).returncode == 0
+    exec_backend._containers[target.name].remove(force=True)
+    assert exec_backend.run(target, ["echo", "0"], timeout=30).returncode == 0
+
+
+@pytest.mark.docker
+def test_sandbox_from_inside(backend, image):
+    res = backend.run(image[1], ["sandbox"], timeout=30)
+    assert res.returncode == 0, res.stderr
+    facts = json.loads(res.stdout)
+    assert (facts["uid"], facts["gid"]) == (65534, 65534)
+    assert facts["net"] == ["lo"] and facts["netdev"] == ["lo"]
+    assert facts["root_write"] == "EROFS"
+    assert facts["scenarios_write"] == "EROFS"
+    assert facts["tmp_write"] == "ok" and facts["tmpdir"] == "/tmp"
+    assert facts["loopback"] == "ping"
+    assert facts["outside"] in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN")
+    assert int(facts["cap_eff"], 16) == 0
+    assert facts["no_new_privs"] == "1"
+    assert facts["pids_max"] == "512"
+    assert int(facts["mem_max"]) == 512 * 1024 * 1024
+
+
+@pytest.mark.docker
+def test_close_removes_every_object_of_the_run_and_is_idempotent(client, image, scenarios_dir):
+    from lab.backends.docker import DockerBackend
+    repo, target, _ = image
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    b = DockerBackend(run_id, client=client, scenarios_dir=scenarios_dir, image_repo=repo,
+                      check_import=None)
+    assert b.run(target, ["echo"], timeout=30).returncode == 0
+    engine.create_network(client, f"zmqlab-{run_id}", b.labels)
+    flt = {"label": f"{engine.LABEL_RUN}={run_id}"}
+    assert _run_containers(client, run_id) and client.networks.list(filters=flt)
+    b.close()
+    b.close()
+    assert _run_containers(client, run_id) == []
+    assert client.networks.list(filters=flt) == []
+    assert b.close_errors == []
+    with pytest.raises(LabError, match="closed"):
+        b.run(target, ["echo"], timeout=30)
+
+
+CRASHING_LAB = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from lab.backends.docker import DockerBackend
+from lab.targets import Target
+t = Target(name={tag!r}, kind="wheel", pyzmq="?", libzmq="?", draft=False, suite="bookworm", python="3.11")
+b = DockerBackend({run_id!r}, scenarios_dir={sdir!r}, image_repo={repo_img!r}, check_import=None)
+assert b.run(t, ["echo"], timeout=30).returncode == 0
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.docker
+def test_leftovers_of_a_killed_lab_are_swept_but_a_live_labs_are_not(client, image,
+                                                                     scenarios_dir):
+    from lab.backends.docker import DockerBackend
+    repo, target, _ = image
+    dead_run, live_run, next_run = (f"test-{w}-{uuid.uuid4().hex[:6]}" for w in ("dead", "live", "next"))
+    code = CRASHING_LAB.format(repo=str(REPO), tag=target.name, run_id=dead_run,
+                               sdir=str(scenarios_dir), repo_img=repo)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert len(_run_containers(client, dead_run)) == 1       # the kill -9 left it behind
+
+    live = DockerBackend(live_run, client=client, scenarios_dir=scenarios_dir, image_repo=repo,
+                         check_import=None)                   # the next lab sweeps the orphan
+    try:
+        assert live.swept >= 1
+        assert _run_containers(client, dead_run) == []
+        assert live.run(target, ["echo"], timeout=30).returncode == 0
+        nxt = DockerBackend(next_run, client=client, scenarios_dir=scenarios_dir,
+                            image_repo=repo, check_import=None)
+        try:                                                  # a live lab's container stays
+            assert len(_run_containers(client, live_run)) == 1
+        finally:
+            nxt.close()
+    finally:
+        live.close()
+    assert _run_containers(client, live_run) == []
+
+
+INTERRUPTED_LAB = """
+import sys
+sys.path.insert(0, {repo!r})
+from lab.backends.docker import DockerBackend
+from lab.targets import Target
+t = Target(name={tag!r}, kind="wheel", pyzmq="?", libzmq="?", draft=False, suite="bookworm", python="3.11")
+b = DockerBackend({run_id!r}, scenarios_dir={sdir!r}, image_repo={repo_img!r}, check_import=None)
+try:
+    b.run(t, ["sleep"], timeout=60)
+finally:
+    b.close()
+    b.close()
+    print("closed", b.close_errors, flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_ctrl_c_during_a_cell_cleans_up_through_finally(client, image, scenarios_dir):
+    repo, target, _ = image
+    run_id = f"test-int-{uuid.uuid4().hex[:6]}"
+    code = INTERRUPTED_LAB.format(repo=str(REPO), tag=target.name, run_id=run_id,
+                                  sdir=str(scenarios_dir), repo_img=repo)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _run_containers(client, run_id):       # the cell's container is up
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        time.sleep(1.0)                                   # the cell is sleeping inside
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"KeyboardInterrupt" in err
+    assert out.decode().strip() == "closed []"
+    assert _run_containers(client, run_id) == []
+
+
+@pytest.mark.docker
+def test_prepare_reasons(exec_backend, image):
+    base = image[1]
+    missing = Target(name="no-such-target-x", kind="wheel", pyzmq="0", libzmq="0", draft=False,
+                     suite="bookworm", python="3.11")
+    reason = exec_backend.prepare(missing)
+    assert reason == (f"image {exec_backend.image_repo}:no-such-target-x is not built; "
+                      "run `invoke images --targets no-such-target-x`")
+    broken = Target(**{**base.__dict__, "broken": "needs a compiler from 1999"})
+    assert "needs a compiler from 1999" in exec_backend.prepare(broken)
+
+
+@pytest.mark.docker
+def test_measure_overhead_reports_both_designs(client, image, scenarios_dir):
+    from lab.backends.docker import measure_overhead
+    repo, target, _ = image
+    m = measure_overhead(client, target, n=3, image_repo=repo, scenarios_dir=scenarios_dir)
+    assert m["n"] == 3 and m["kept"] in ("exec", "container")
+    assert m["exec_ms"] > 0 and m["container_per_run_ms"] > 0
+    print(m)
+    left = client.containers.list(all=True, ignore_removed=True, filters={"label": engine.LABEL_RUN})
+    assert not [c for c in left if c.labels[engine.LABEL_RUN].startswith("bench")]
+
+
+# ------------------------------------------------------------------ no engine needed
+
+def test_unreachable_engine_is_one_line_lab_error(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    with pytest.raises(LabError) as info:
+        engine.connect(timeout=2)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("no Docker engine answers at unix:///nonexistent: ")
+    assert msg.endswith("; use --backend local to run in local processes")
+    assert "No such file or directory" in msg
+    ok, why = engine.available(timeout=1)
+    assert not ok and why == "unix:///nonexistent: No such file or directory"
+
+
+def test_backend_construction_without_engine_is_lab_error(monkeypatch, tmp_path):
+    from lab.backends.docker import DockerBackend
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    with pytest.raises(LabError, match="^no Docker engine answers"):
+        DockerBackend("x", scenarios_dir=tmp_path)
+
+
+def test_transient_errors_are_only_connection_timeouts_and_5xx():
+    import docker.errors
+    import requests
+    resp = lambda code: type("R", (), {"status_code": code, "reason": "", "url": ""})()  # noqa: E731
+    assert engine.is_transient(requests.exceptions.ConnectionError("reset"))
+    assert engine.is_transient(requests.exceptions.ReadTimeout("slow"))
+    assert engine.is_transient(docker.errors.APIError("boom", response=resp(503)))
+    assert not engine.is_transient(docker.errors.APIError("bad", response=resp(400)))
+    assert not engine.is_transient(docker.errors.NotFound("gone", response=resp(404)))
+    assert not engine.is_transient(docker.errors.APIError("conflict", response=resp(409)))
+    assert not engine.is_transient(LabError("scenario failed"))
+    assert not engine.is_transient(ValueError("x"))
+
+
+def test_retry_is_bounded_and_skips_permanent_errors():
+    import requests
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        raise requests.exceptions.ConnectionError("reset")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        engine.transient_retry(flaky)()
+    assert len(calls) == 3
+    calls.clear()
+
+    def permanent():
+        calls.append(1)
+        raise ValueError("no")
+    with pytest.raises(ValueError):
+        engine.transient_retry(permanent)()
+    assert len(calls) == 1
+
+
+def test_owner_alive_judges_pid_host_and_pid_reuse():
+    import socket
+    me = engine.run_labels("r")
+    assert engine.owner_alive(me)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not engine.owner_alive({**me, engine.LABEL_PID: str(child.pid), engine.LABEL_PIDSTART: ""})
+    assert engine.owner_alive({**me, engine.LABEL_PID: str(child.pid),
+                               engine.LABEL_HOST: socket.gethostname() + "-elsewhere"})
+    if me[engine.LABEL_PIDSTART]:   # same pid, another start time: a reused pid
+        assert not engine.owner_alive({**me, engine.LABEL_PIDSTART: str(int(me[engine.LABEL_PIDSTART]) + 1)})
+    assert engine.owner_alive({**me, engine.LABEL_PID: "not-a-pid"})
