@@ -111,7 +111,7 @@ def test(c, docker=True, slow=True, k=""):
     """Set up what the tests need (host packages as root), then run the whole test suite."""
     from lab import hostsetup
     if os.geteuid() == 0:
-        hostsetup.apt_install(["debootstrap", "chromium"], progress=lambda s: print("zmqlab: " + s))
+        hostsetup.apt_install(["debootstrap", "chromium", "shellcheck"], progress=lambda s: print("zmqlab: " + s))
     args = [sys.executable, "-m", "pytest", "-ra"]
     marks = [m for m, on in (("docker", docker), ("slow", slow)) if not on]
     if marks:
@@ -127,3 +127,117 @@ def bench(c, backend="auto"):
     """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container overhead."""
     from lab import bench as bench_mod
     bench_mod.main(backend)
+
+
+# --- regression, reports and sweeps ---
+# Exit codes: 0 nothing got worse, 1 something got worse, 2 bad input (one-line error).
+
+def _emit_comparison(comparison, markdown_path=None):
+    from lab import compare as cmp
+    from lab import results
+    print(cmp.table(comparison), end="")
+    if markdown_path:
+        results.write_text_atomic(markdown_path, cmp.markdown(comparison))
+        sys.stderr.write("comparison written to %s\n" % markdown_path)
+    sys.exit(comparison.exit_code)
+
+
+SIZES = {"threads": "control threads per run (sender sockets)", "msgs": "pings each control thread sends",
+         "repeat": "runs per cell to start with", "stall": COMMON["stall"], "backend": COMMON["backend"],
+         "out": "results root for the runs it makes"}
+MARKDOWN = {"markdown": "also write the comparison as Markdown to this file"}
+
+
+@task(help=dict(SIZES, **MARKDOWN, base="BASE: a results directory, or a pinned target to run first",
+                new="NEW: a results directory, or a pinned target to run first"))
+@lab_task
+def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", out="results",
+            markdown=None):
+    """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
+    from lab import compare as cmp
+    from lab import sweep
+    kinds = (sweep.resolve_side(base), sweep.resolve_side(new))
+    if kinds == ("target", "target"):
+        base, new = sweep.run_pair(base, new, backend, out, _settings(repeat, stall, 0.0), threads, msgs)
+    elif "target" in kinds:
+        raise LabError("give two results directories or two target names, not one of each")
+    _emit_comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+
+
+@task(name="upgrade-check",
+      help=dict(SIZES, **MARKDOWN, from_="the target you run now", to="the target you consider moving to",
+                max_repeat="most runs a cell gets while its intervals overlap but its rates differ",
+                patterns="comma list or 'all'", transports="comma list or 'all'", poll="'both', 'on' or 'off'"))
+@lab_task
+def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, stall=2.0, backend="auto",
+                  out="results", patterns="all", transports="all", poll="both", markdown=None):
+    """Run two targets on the same cells (adding runs where the noise decides), then compare."""
+    from lab import compare as cmp
+    from lab import sweep
+    base, new = sweep.run_pair(from_, to, backend, out, _settings(repeat, stall, 0.0), threads, msgs,
+                               patterns, transports, poll, max_repeat=max_repeat)
+    sys.stderr.write("BASE %s\nNEW  %s\n" % (base, new))
+    _emit_comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+
+
+@task(help={"results": "a results run directory", "path": "the baseline file to refresh"})
+@lab_task
+def baseline(c, results, path="baseline/expected.json"):
+    """Refresh the expected-verdicts baseline from a results directory."""
+    from lab import sweep
+    written = sweep.refresh_baseline(results, path)
+    print("baseline written to %s" % written)
+
+
+@task(help={"results": "a results run directory", "html": "write report.html", "junit": "write junit.xml",
+            "markdown": "print the Markdown matrix (e.g. >> $GITHUB_STEP_SUMMARY)",
+            "out": "folder for report files (default: the results directory)"})
+@lab_task
+def report(c, results, html=False, junit=False, markdown=False, out=None):
+    """Reports from a results directory: HTML heatmap, JUnit XML, Markdown (all three if none chosen)."""
+    from lab import render, sweep
+    if not (html or junit or markdown):
+        html = junit = markdown = True
+    if markdown:
+        print(render.markdown(sweep.load(results)), end="")
+    for path in sweep.write_reports(results, html, junit, out):
+        sys.stderr.write("wrote %s\n" % path)
+
+
+@task(name="sweep-plan", help={"targets": "comma list of targets, or 'all'"})
+@lab_task
+def sweep_plan(c, targets="all"):
+    """Print the sweep's job matrix as JSON (for GitHub's fromJSON)."""
+    from lab import sweep
+    print(sweep.plan_json(targets))
+
+
+@task(name="sweep-run", help=dict(SIZES, target="one pinned target", out="results root (gets OUT/<run-id>/)",
+                                  inject="TEST ONLY fault, as for `scenario`",
+                                  patterns="comma list or 'all' (CI: all)", transports="comma list or 'all' (CI: all)"))
+@lab_task
+def sweep_run(c, target, out, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", inject=None,
+              patterns="all", transports="all"):
+    """Run one target's share of the sweep (every pattern x transport, poll off and on)."""
+    from lab import sweep
+    print(sweep.sweep_run(target, out, backend, _settings(repeat, stall, 0.0, inject=inject), threads, msgs,
+                          patterns, transports))
+
+
+@task(name="sweep-merge",
+      help={"dirs": "comma list of results directories (run dirs, or folders holding them)",
+            "out": "results root for the merged run"})
+@lab_task
+def sweep_merge(c, dirs, out):
+    """Merge per-target sweep results into one matrix (conflicts are errors)."""
+    from lab import sweep
+    print(sweep.sweep_merge([d for d in dirs.split(",") if d.strip()], out))
+
+
+@task(name="sweep-gate", help={"results": "the merged results directory", "baseline": "expected verdicts",
+                               "markdown": "also write the comparison as Markdown here"})
+@lab_task
+def sweep_gate(c, results, baseline="baseline/expected.json", markdown=None):
+    """Compare a sweep against the baseline; exit 1 when a cell got worse than expected."""
+    from lab import sweep
+    _emit_comparison(sweep.sweep_gate(results, baseline), markdown)

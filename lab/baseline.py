@@ -1,0 +1,129 @@
+"""The committed baseline of expected verdicts (baseline/expected.json).
+
+Some cells fail by design of ZeroMQ (PAIR sockets shared by threads deadlock, PUB/SUB loses
+what is sent before the subscription arrives). A sweep that failed on those would always be
+red, so the sweep gates on CHANGES against this file instead, with the same noise-aware
+rules as `invoke compare` (lab.compare). The file keeps counts, not runs: enough for the
+Wilson intervals, small enough to review in a diff.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from lab import compare as cmp
+from lab.cells import PATTERNS, TRANSPORTS, VARIANTS, Cell
+from lab.errors import LabError
+from lab.matrix import Matrix
+from lab.verdicts import OUTCOMES
+
+BASELINE_SCHEMA = "zmqlab.baseline/1"
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "baseline" / "expected.json"
+
+
+@dataclass(frozen=True)
+class Expected:
+    target: str
+    column: tuple[str, str, str]
+    side: cmp.Side
+
+
+@dataclass(frozen=True)
+class Baseline:
+    source_run: str
+    created: str
+    backend: str
+    params: dict
+    cells: tuple[Expected, ...]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.target for e in self.cells))
+
+
+def from_matrix(m: Matrix) -> dict:
+    """The baseline document for a sweep. Skipped cells carry no expectation and are left out;
+    an inconsistent verdict (a lab problem) must not become an expectation."""
+    cells = []
+    for v in m.verdicts:
+        if v.worst == "skipped":
+            continue
+        if v.problems:
+            raise LabError(f"cannot take a baseline from run {m.run_id}: {v.cell.key} is "
+                           f"inconsistent ({v.problems[0]})")
+        side = cmp.Side.of(v)
+        cells.append({"key": v.cell.key, "target": v.cell.target, "pattern": v.cell.pattern,
+                      "transport": v.cell.transport, "label": v.cell.label,
+                      "threads": v.cell.threads, "msgs": v.cell.msgs, "outcome": v.worst,
+                      "n": v.n, "counts": dict(v.counts), "note": side.note,
+                      "summary": v.summary_line()})
+    if not cells:
+        raise LabError(f"cannot take a baseline from run {m.run_id}: every cell was skipped")
+    params = {k: m.params[k] for k in ("threads", "msgs", "repeat", "stall", "sleep") if k in m.params}
+    return {"schema": BASELINE_SCHEMA, "source_run": m.run_id, "created": m.created,
+            "backend": m.backend, "params": params, "cells": cells}
+
+
+def parse_label(label: str) -> tuple[str, bool, str]:
+    """'default+poll+xpub' -> (variant, poll, sync): the inverse of Cell.label."""
+    parts = label.split("+")
+    return parts[0], "poll" in parts[1:], "xpub" if "xpub" in parts[1:] else "none"
+
+
+def from_dict(data: dict, known_targets: Iterable[str], source: str = "baseline") -> Baseline:
+    """`data` must satisfy baseline.schema.json. Every cell must still exist: its target in the
+    pin file, its pattern/transport/variant known to lab.cells, its key what those give."""
+    known = set(known_targets)
+    gone, entries = [], []
+    for c in data["cells"]:
+        try:
+            variant, poll, sync = parse_label(c["label"])
+            if c["target"] not in known:
+                raise LabError("target not pinned")
+            cell = Cell(c["target"], c["pattern"], c["transport"], variant, poll, sync,
+                        c["threads"], c["msgs"])
+            if cell.key != c["key"]:
+                raise LabError("key mismatch")
+        except LabError:
+            gone.append(c["key"])
+            continue
+        side = cmp.Side(c["key"], c["outcome"], tuple((o, c["counts"][o]) for o in OUTCOMES),
+                        c["n"], c["threads"], c["msgs"], "", c["note"])
+        entries.append(Expected(c["target"], cell.column, side))
+    if gone:
+        more = f" (+{len(gone) - 1} more)" if len(gone) > 1 else ""
+        raise LabError(f"{source} lists cells that no longer exist: {gone[0]}{more}; "
+                       "refresh it with `invoke baseline --results DIR`")
+    keys = [e.side.key for e in entries]
+    if len(set(keys)) != len(keys):
+        raise LabError(f"{source} lists a cell twice: "
+                       f"{next(k for k in keys if keys.count(k) > 1)}")
+    return Baseline(data["source_run"], data["created"], data["backend"], dict(data["params"]),
+                    tuple(entries))
+
+
+def gate(baseline: Baseline, m: Matrix) -> cmp.Comparison:
+    """The sweep against what is expected, cell by cell by key (pure). A baseline cell the
+    sweep did not run, and a sweep cell the baseline does not know, are 'not-compared'."""
+    expected = {e.side.key: e for e in baseline.cells}
+    got = {v.cell.key: v for v in m.verdicts}
+    pairs = []
+    for key, e in expected.items():
+        v = got.get(key)
+        pairs.append(((e.target,) + e.column, e.side, cmp.Side.of(v) if v else None))
+    for key, v in got.items():
+        if key not in expected:
+            pairs.append(((v.cell.target,) + v.cell.column, None, cmp.Side.of(v)))
+    rows = {t: i for i, t in enumerate(dict.fromkeys(list(baseline.targets) + list(m.rows)))}
+    pairs.sort(key=lambda p: (rows[p[0][0]], _order(p[0])))
+    return cmp.Comparison(f"baseline {baseline.source_run}", m.run_id, "key",
+                          ",".join(rows), ",".join(rows), cmp.compare_sides(pairs))
+
+
+def _order(column: tuple[str, str, str, str]) -> tuple:
+    _, pattern, transport, label = column
+    variant, poll, sync = parse_label(label)
+    variants = VARIANTS.get(pattern, ())
+    return (PATTERNS.index(pattern), TRANSPORTS.index(transport),
+            variants.index(variant) if variant in variants else 0, sync != "none", poll)

@@ -1,0 +1,268 @@
+"""Comparing two sweeps cell by cell: what got worse, what got better, what is noise.
+
+Runs are probabilistic (a PUB/SUB race loses messages in some runs, not all), so a raw
+change of failure rate proves nothing with 5 runs a cell. A cell changed only when the
+95% Wilson intervals of the two sides SEPARATE. Precisely, for each failure severity s
+(misordered < lost < deadlock < error, lab.verdicts.SEVERITY) take the share of runs whose
+outcome is at least that severe, with its Wilson interval:
+
+    worse   some s has NEW's interval entirely above BASE's  (new.low > base.high)
+    better  no s is worse, and some s has NEW's interval entirely below BASE's
+    unchanged otherwise: equal, or a difference inside the noise (said so in the reason)
+
+The lowest s is the plain failure rate; the higher ones catch a worse KIND of failure at an
+unchanged rate (lost 5/5 -> deadlock 5/5 is worse at s=deadlock). Worse wins over better, so a
+cell that trades many losses for a few deadlocks is never hidden as an improvement.
+Cells that cannot be compared on rates:
+    a side skipped (backend could not run it)             -> not-compared
+    BASE ran, NEW is unsupported in every run               -> worse (a feature disappeared)
+    BASE unsupported in every run, NEW ran                  -> better (a feature appeared)
+    NEW inconsistent (lab.verdicts problems), BASE not      -> worse (a gate must not pass it)
+    BASE inconsistent                                       -> not-compared
+    different threads/msgs                                  -> not-compared (unfair match)
+    in one sweep only                                       -> not-compared
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from lab.errors import LabError
+from lab.matrix import Column, Matrix
+from lab.verdicts import FAILURES, SEVERITY, Verdict, wilson
+
+STATUSES = ("worse", "better", "unchanged", "not-compared")
+# Thresholds, least severe first: the first is "any failure".
+THRESHOLDS = tuple(sorted(FAILURES, key=SEVERITY.__getitem__))
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the comparison needs of one verdict (a matrix verdict or a baseline entry)."""
+    key: str
+    outcome: str                     # the verdict outcome (worst run, 'skipped', 'error' for problems)
+    counts: tuple[tuple[str, int], ...]
+    n: int
+    threads: int
+    msgs: int
+    problem: str = ""                # lab inconsistency, if any
+    note: str = ""                   # skip reason / unsupported reason
+
+    @classmethod
+    def of(cls, v: Verdict) -> "Side":
+        note = v.skip_reason or (v.runs[0].reason if v.n and v.counts["unsupported"] == v.n else "")
+        return cls(v.cell.key, v.worst, tuple(v.counts.items()), v.n, v.cell.threads,
+                   v.cell.msgs, v.problems[0] if v.problems else "", note)
+
+    def count(self, outcome: str) -> int:
+        return dict(self.counts).get(outcome, 0)
+
+    def at_least(self, severity: str) -> int:
+        """Runs whose outcome is at least as bad as `severity`."""
+        return sum(k for o, k in self.counts if o in FAILURES and SEVERITY[o] >= SEVERITY[severity])
+
+    @property
+    def all_unsupported(self) -> bool:
+        return self.n > 0 and self.count("unsupported") == self.n
+
+    def text(self) -> str:
+        """Compact, like the matrix cell: 'ok 5/5', 'LOST 3/5', 'unsup', 'skip'."""
+        if self.outcome == "skipped":
+            return "skip"
+        if self.problem:
+            return "ERROR!"
+        if self.all_unsupported:
+            return "unsup"
+        failures = self.at_least(THRESHOLDS[0])
+        if not failures:
+            return f"ok {self.count('ok')}/{self.n}"
+        return f"{self.outcome.upper()} {failures}/{self.n}"
+
+
+@dataclass(frozen=True)
+class Change:
+    column: Column
+    status: str
+    reason: str
+    base: Side | None
+    new: Side | None
+
+    @property
+    def label(self) -> str:
+        return "/".join(self.column)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base_id: str
+    new_id: str
+    matched_by: str                  # 'key' (same targets) or 'column' (one target each side)
+    base_target: str
+    new_target: str
+    changes: tuple[Change, ...]
+
+    def having(self, status: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.status == status)
+
+    @property
+    def worse(self) -> tuple[Change, ...]:
+        return self.having("worse")
+
+    @property
+    def better(self) -> tuple[Change, ...]:
+        return self.having("better")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.worse else 0
+
+    def tally(self) -> dict[str, int]:
+        return {s: len(self.having(s)) for s in STATUSES}
+
+
+def _pct(x: float) -> str:
+    return f"{round(x * 100)}%"
+
+
+def _interval(k: int, n: int) -> str:
+    low, high = wilson(k, n)
+    return f"{k}/{n} [{_pct(low)}–{_pct(high)}]"
+
+
+def judge(base: Side | None, new: Side | None) -> tuple[str, str]:
+    """(status, reason) for one matched pair; see the module docstring for the rules."""
+    if base is None or new is None:
+        return "not-compared", "only in " + ("NEW" if base is None else "BASE")
+    for side, name in ((base, "BASE"), (new, "NEW")):
+        if side.outcome == "skipped":
+            return "not-compared", f"skipped in {name}: {side.note}"
+    if (base.threads, base.msgs) != (new.threads, new.msgs):
+        return "not-compared", (f"different sizes: BASE {base.threads} threads x {base.msgs} msgs, "
+                                f"NEW {new.threads} x {new.msgs}")
+    if new.problem and not base.problem:
+        return "worse", f"the lab found NEW's runs inconsistent: {new.problem}"
+    if base.problem:
+        return "not-compared", f"the lab found BASE's runs inconsistent: {base.problem}"
+    if base.all_unsupported and new.all_unsupported:
+        return "unchanged", "unsupported in both"
+    if new.all_unsupported:
+        return "worse", f"no longer supported: {new.note}"
+    if base.all_unsupported:
+        return "better", f"now supported ({new.text()})"
+    worse, better, moved = [], [], []
+    for s in THRESHOLDS:
+        kb, kn = base.at_least(s), new.at_least(s)
+        lb, hb = wilson(kb, base.n)
+        ln, hn = wilson(kn, new.n)
+        what = "failed" if s == THRESHOLDS[0] else f"{s} or worse"
+        text = f"{what} {_interval(kb, base.n)} -> {_interval(kn, new.n)}"
+        if ln > hb:
+            worse.append(text)
+        elif hn < lb:
+            better.append(text)
+        elif kb / base.n != kn / new.n:
+            moved.append(text)
+    # The least severe separating threshold says it best (a higher one repeats it).
+    if worse:
+        return "worse", worse[0]
+    if better:
+        return "better", better[0]
+    if moved:
+        return "unchanged", "within noise: " + moved[0]
+    return "unchanged", f"{base.text()} -> {new.text()}"
+
+
+def _targets(m: Matrix) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.cell.target for v in m.verdicts))
+
+
+def match_mode(base: Matrix, new: Matrix) -> str:
+    """'key' when both sweeps cover the same targets, 'column' when each covers exactly one."""
+    tb, tn = _targets(base), _targets(new)
+    if not tb or not tn:
+        raise LabError(f"nothing to compare: run {(base if not tb else new).run_id} has no verdicts")
+    if set(tb) == set(tn):
+        return "key"
+    if len(tb) == 1 and len(tn) == 1:
+        return "column"
+    raise LabError(f"cannot match cells: BASE has targets {', '.join(tb)}, NEW has {', '.join(tn)} "
+                   "(compare the same targets, or one target against one)")
+
+
+def compare_sides(pairs: Iterable[tuple[Column, Side | None, Side | None]]) -> tuple[Change, ...]:
+    return tuple(Change(col, *judge(b, n), b, n) for col, b, n in pairs)
+
+
+def compare(base: Matrix, new: Matrix) -> Comparison:
+    """Cell-by-cell comparison of two matrices (pure: no I/O)."""
+    mode = match_mode(base, new)
+    tb, tn = _targets(base), _targets(new)
+
+    def ident(v: Verdict):
+        return v.cell.key if mode == "key" else v.cell.column
+    b = {ident(v): v for v in base.verdicts}
+    n = {ident(v): v for v in new.verdicts}
+    # Column order: BASE's, then cells only NEW has, each in canonical cell order.
+    order = {}
+    for v in list(base.verdicts) + list(new.verdicts):
+        order.setdefault(ident(v), (v.cell.target if mode == "key" else "", v.cell.order))
+    rows = {t: i for i, t in enumerate(dict.fromkeys(tb + tn))}
+    ids = sorted(order, key=lambda i: (rows.get(order[i][0], 0), order[i][1]))
+    pairs = []
+    for i in ids:
+        v = b.get(i) or n.get(i)
+        column = (v.cell.target,) + v.cell.column if mode == "key" else v.cell.column
+        pairs.append((column, Side.of(b[i]) if i in b else None, Side.of(n[i]) if i in n else None))
+    return Comparison(base.run_id, new.run_id, mode, ",".join(tb), ",".join(tn), compare_sides(pairs))
+
+
+# ---- rendering (pure) -----------------------------------------------------------------------
+
+_MARK = {"worse": "WORSE", "better": "better", "unchanged": "same", "not-compared": "n/c"}
+
+
+def headline(c: Comparison) -> str:
+    t = c.tally()
+    verdict = f"{t['worse']} got worse" if t["worse"] else "nothing got worse"
+    return (f"{verdict}; {t['better']} better, {t['unchanged']} unchanged, "
+            f"{t['not-compared']} not compared ({len(c.changes)} cells)")
+
+
+def _title(c: Comparison) -> str:
+    if c.matched_by == "column":
+        return f"BASE {c.base_target} (run {c.base_id}) vs NEW {c.new_target} (run {c.new_id})"
+    return f"BASE run {c.base_id} vs NEW run {c.new_id} ({c.base_target})"
+
+
+def table(c: Comparison) -> str:
+    """Terminal table: changed cells first (worse, better), then the unchanged ones."""
+    order = {s: i for i, s in enumerate(STATUSES)}
+    rows = sorted(c.changes, key=lambda ch: order[ch.status])
+    head = ("cell", "BASE", "NEW", "change")
+    cells = [(ch.label, ch.base.text() if ch.base else "-", ch.new.text() if ch.new else "-",
+              _MARK[ch.status]) for ch in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(head)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    out = [_title(c), "", line(head), "-" * (sum(widths) + 6)]
+    for ch, r in zip(rows, cells):
+        out.append(line(r))
+        if ch.status != "unchanged" or ch.reason.startswith("within noise"):
+            out.append("    " + ch.reason)
+    return "\n".join(out + ["", headline(c)]) + "\n"
+
+
+def markdown(c: Comparison) -> str:
+    out = ["# zmqlab comparison", "", _title(c) + "  ", f"**{headline(c)}**", "",
+           "A cell changed only when the 95% Wilson intervals of its failure rates separate.", ""]
+    for status, title in (("worse", "Got worse"), ("better", "Got better"),
+                          ("not-compared", "Not compared"), ("unchanged", "Unchanged")):
+        group = c.having(status)
+        if not group:
+            continue
+        out += [f"## {title} ({len(group)})", "", "| cell | BASE | NEW | why |", "|---|---|---|---|"]
+        for ch in group:
+            out.append(f"| {ch.label} | {ch.base.text() if ch.base else '-'} | "
+                       f"{ch.new.text() if ch.new else '-'} | {ch.reason.replace('|', chr(92) + '|')} |")
+        out.append("")
+    return "\n".join(out)
+

@@ -1,0 +1,212 @@
+"""Regression workflows over results directories: the CI sweep (plan -> one run per target
+-> merge -> gate against the baseline), comparing two runs or two targets, upgrade checks,
+and reports. Every step is a function an Invoke task calls, so CI and a laptop run the same
+code. Inputs are checked before anything is written: bad input never overwrites a file."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from lab import baseline as baseline_mod
+from lab import compare as cmp
+from lab import matrix as matrix_mod
+from lab import render, results
+from lab.cells import Cell, expand
+from lab.errors import LabError
+from lab.matrix import Matrix
+from lab.runner import RunSettings, run_cell, run_matrix, Progress
+from lab.targets import Target, load_targets, select
+from lab.verdicts import Verdict, classify, skipped
+
+# What a sweep runs per target: every pattern x transport, poll off and on, each pattern's
+# primary variant. Sized so a target takes minutes, not an hour, on a CI runner.
+SWEEP = {"patterns": "all", "transports": "all", "poll": "both", "threads": 10, "msgs": 100,
+         "repeat": 5, "stall": 2.0}
+MAX_REPEAT = 20        # upgrade-check: most runs a cell gets while its intervals still overlap
+STEP = 5               # ...added this many at a time
+
+
+def say(text: str) -> None:
+    from lab.app import say as app_say
+    app_say(text)
+
+
+# ---- locating results ---------------------------------------------------------------------
+
+def run_dirs(path: str | Path, depth: int = 2) -> list[Path]:
+    """A run directory (has matrix.json) is itself; a folder gives the runs at most `depth`
+    levels below it (CI's artifact download nests them: parts/<artifact>/<run-id>/)."""
+    path = Path(path)
+    if not path.exists():
+        raise LabError(f"no results directory {path}")
+    if (path / results.MATRIX_FILE).is_file():
+        return [path]
+    found: list[Path] = []
+    level = [path] if path.is_dir() else []
+    for _ in range(depth):
+        level = sorted(p for d in level for p in d.iterdir() if p.is_dir())
+        found += [p for p in level if (p / results.MATRIX_FILE).is_file()]
+    if not found:
+        raise LabError(f"{path} is not a zmqlab results directory (no {results.MATRIX_FILE} in it "
+                       "or below it)")
+    return sorted(found)
+
+
+def one_run_dir(path: str | Path) -> Path:
+    """The run directory itself, or a results root holding exactly one run."""
+    found = run_dirs(path, depth=1)
+    if len(found) > 1:
+        raise LabError(f"{path} holds {len(found)} runs; name one of them (e.g. {found[-1]})")
+    return found[0]
+
+
+def load(path: str | Path) -> Matrix:
+    return results.load_matrix(one_run_dir(path))
+
+
+# ---- plan / run / merge / gate ---------------------------------------------------------------
+
+def plan(targets: str = "all") -> dict:
+    """The job matrix for GitHub's fromJSON(): one entry per runnable pinned target."""
+    chosen = [t for t in select(load_targets(), targets) if not t.broken]
+    if not chosen:
+        raise LabError("no runnable targets to sweep")
+    return {"include": [{"target": t.name} for t in chosen]}
+
+
+def sweep_cells(targets: Sequence[Target], threads: int, msgs: int, patterns: str = "all",
+                transports: str = "all") -> tuple[Cell, ...]:
+    return expand(targets, patterns, transports, SWEEP["poll"], threads=threads, msgs=msgs)
+
+
+def sweep_run(target: str, out: str | Path, backend_name: str, settings: RunSettings,
+              threads: int, msgs: int, patterns: str = "all", transports: str = "all") -> Path:
+    """One target's share of a sweep, into a fresh OUT/<run-id>/ (patterns/transports narrow
+    it for tests; CI runs them all)."""
+    from lab.app import choose_backend
+    chosen = select(load_targets(), target)
+    if len(chosen) != 1:
+        raise LabError(f"sweep-run takes exactly one target, got {target!r}")
+    cells = sweep_cells(chosen, threads, msgs, patterns, transports)
+    run_dir = results.new_run_dir(out)
+    say(f"Results: {run_dir} ({len(cells)} cells x {settings.repeat} repeats)")
+    runner = choose_backend(backend_name, run_dir.name, tuple(chosen))
+    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
+              "sleep": settings.sleep}
+    run_matrix(runner, chosen, cells, settings, run_dir, params, Progress(len(cells) * settings.repeat))
+    return run_dir
+
+
+def sweep_merge(paths: Sequence[str | Path], out: str | Path) -> Path:
+    """Merge per-target runs (run dirs or roots holding them) into a fresh OUT/<run-id>/."""
+    if not paths:
+        raise LabError("sweep-merge needs at least one results directory")
+    dirs = [d for p in paths for d in run_dirs(p)]
+    merged = matrix_mod.merge([results.load_matrix(d) for d in dirs])   # all read before any write
+    run_dir = results.new_run_dir(out)
+    merged = replace(merged, run_id=run_dir.name)
+    for v in merged.verdicts:
+        results.save_verdict(run_dir, v)
+    results.save_matrix(run_dir, merged)
+    results.write_text_atomic(run_dir / "matrix.md", render.markdown(merged))
+    return run_dir
+
+
+def load_baseline(path: str | Path = baseline_mod.DEFAULT_PATH) -> baseline_mod.Baseline:
+    data = results.read_json(path, "baseline")
+    return baseline_mod.from_dict(data, [t.name for t in load_targets()], source=str(path))
+
+
+def sweep_gate(results_path: str | Path, baseline_path: str | Path) -> cmp.Comparison:
+    base = load_baseline(baseline_path)
+    return baseline_mod.gate(base, load(results_path))
+
+
+def refresh_baseline(results_path: str | Path, baseline_path: str | Path) -> Path:
+    doc = baseline_mod.from_matrix(load(results_path))
+    baseline_mod.from_dict(doc, [t.name for t in load_targets()], source="the new baseline")
+    return results.write_json_atomic(baseline_path, doc, "baseline")
+
+
+# ---- comparing targets: run both on the same cells, adding runs where the noise decides ----
+
+def _more_runs(runner, target: Target, verdict: Verdict, settings: RunSettings, extra: int) -> Verdict:
+    more = run_cell(runner, target, verdict.cell, replace(settings, repeat=extra))
+    return classify(verdict.cell, [r.report for r in verdict.runs + more.runs])
+
+
+def run_pair(from_name: str, to_name: str, backend_name: str, out: str | Path,
+             settings: RunSettings, threads: int, msgs: int, patterns: str = "all",
+             transports: str = "all", poll: str = "both", max_repeat: int | None = None,
+             step: int = STEP) -> tuple[Path, Path]:
+    """Run both targets on the same cells into two fresh run dirs; while a cell's intervals
+    overlap but its rates differ, add `step` runs to both sides, up to `max_repeat` each."""
+    from lab.app import choose_backend
+    all_targets = load_targets()
+    pair = [select(all_targets, name)[0] for name in (from_name, to_name)]
+    if pair[0].name == pair[1].name:
+        raise LabError("compare two different targets")
+    max_repeat = max(max_repeat or settings.repeat, settings.repeat)
+    dirs = [results.new_run_dir(out), results.new_run_dir(out)]
+    runner = choose_backend(backend_name, dirs[0].name, tuple(pair))
+    sides: list[dict] = [{}, {}]
+    try:
+        for side, target in zip(sides, pair):
+            reason = runner.prepare(target)
+            for cell in expand([target], patterns, transports, poll, threads=threads, msgs=msgs):
+                side[cell.column] = skipped(cell, reason) if reason else run_cell(runner, target, cell, settings)
+                say(render.verdict_line(side[cell.column]))
+        while True:
+            undecided = [col for col in sides[0] if col in sides[1]
+                         and cmp.judge(cmp.Side.of(sides[0][col]), cmp.Side.of(sides[1][col]))[1]
+                         .startswith("within noise")
+                         and max(sides[0][col].n, sides[1][col].n) + step <= max_repeat]
+            if not undecided:
+                break
+            for col in undecided:
+                for side, target in zip(sides, pair):
+                    side[col] = _more_runs(runner, target, side[col], settings, step)
+                say(f"  {'/'.join(col)}: still inside the noise, now {sides[1][col].n} runs each")
+    finally:
+        runner.close()
+    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "max_repeat": max_repeat,
+              "stall": settings.stall, "sleep": settings.sleep}
+    for run_dir, side, target in zip(dirs, sides, pair):
+        built = matrix_mod.build(run_dir.name, runner.name, side.values(), params=params,
+                                 targets=[target], created=results.now_iso())
+        for v in built.verdicts:
+            results.save_verdict(run_dir, v)
+        results.save_matrix(run_dir, built)
+        results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+    return dirs[0], dirs[1]
+
+
+def resolve_side(arg: str) -> str:
+    """'dir' for an existing path, 'target' for a pinned target name; else a one-line error."""
+    if Path(arg).exists():
+        return "dir"
+    if arg in {t.name for t in load_targets()}:
+        return "target"
+    raise LabError(f"{arg} is neither a results directory nor a pinned target")
+
+
+# ---- reports ------------------------------------------------------------------------------
+
+def write_reports(results_path: str | Path, html: bool, junit: bool,
+                  out_dir: str | Path | None = None) -> list[Path]:
+    from lab import report_html, report_junit
+    run_dir = one_run_dir(results_path)
+    m = results.load_matrix(run_dir)
+    target = Path(out_dir) if out_dir else run_dir
+    written = []
+    if html:
+        written.append(results.write_text_atomic(target / "report.html", report_html.render(m)))
+    if junit:
+        written.append(results.write_text_atomic(target / "junit.xml", report_junit.render(m)))
+    return written
+
+
+def plan_json(targets: str = "all") -> str:
+    return json.dumps(plan(targets), separators=(",", ":"))

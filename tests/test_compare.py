@@ -1,0 +1,121 @@
+"""lab.compare: the noise-aware cell-by-cell comparison (pure, synthetic matrices)."""
+import pytest
+
+from factories import make_matrix, make_verdict, make_cell
+from lab import compare as cmp
+from lab.errors import LabError
+from lab.matrix import build
+from lab.verdicts import wilson
+
+A, B = "pyzmq-25.1.2", "pyzmq-27.3.0"
+
+
+def one(base_outcomes, new_outcomes, pattern="pushpull", transport="tcp", **kw):
+    base = make_matrix({(A, pattern, transport): base_outcomes}, run_id="base")
+    new = make_matrix({(B, pattern, transport): new_outcomes}, run_id="new", **kw)
+    [change] = cmp.compare(base, new).changes
+    return change
+
+
+def test_wilson_separation_needs_enough_runs():
+    # The rule's premise: with 2 or 3 runs even 0/n vs n/n overlaps; with 5 it separates.
+    assert wilson(2, 2)[0] < wilson(0, 2)[1]
+    assert wilson(5, 5)[0] > wilson(0, 5)[1]
+
+
+def test_clean_to_always_failing_is_worse():
+    change = one(["ok"] * 5, ["lost"] * 5)
+    assert change.status == "worse"
+    assert change.reason.startswith("failed 0/5") and "5/5" in change.reason
+
+
+def test_difference_inside_the_noise_is_unchanged():
+    change = one(["ok"] * 4 + ["lost"], ["ok"] * 3 + ["lost"] * 2, pattern="pubsub")
+    assert change.status == "unchanged"
+    assert change.reason.startswith("within noise")
+    # too few runs to tell even 0/2 from 2/2
+    assert one(["ok"] * 2, ["lost"] * 2).status == "unchanged"
+
+
+def test_more_severe_kind_at_the_same_rate_is_worse():
+    change = one(["lost"] * 5, ["deadlock"] * 5, pattern="pubsub")
+    assert change.status == "worse"
+    assert change.reason.startswith("deadlock or worse 0/5")
+
+
+def test_less_severe_kind_is_better_and_fixes_are_better():
+    assert one(["deadlock"] * 5, ["lost"] * 5, pattern="pair").status == "better"
+    assert one(["lost"] * 5, ["ok"] * 5, pattern="pubsub").status == "better"
+
+
+def test_worse_wins_over_better():
+    # fewer failures overall but deadlocks appear: a regression must not hide as a fix
+    base = ["lost"] * 20
+    new = ["deadlock"] * 8 + ["ok"] * 12
+    change = one(base, new, pattern="pubsub")
+    assert change.status == "worse"
+
+
+def test_availability_changes():
+    assert one(["ok"] * 5, ["unsupported"], pattern="clientserver", transport="inproc").status == "worse"
+    assert one(["unsupported"], ["ok"] * 5, pattern="clientserver", transport="inproc").status == "better"
+    assert one(["unsupported"], ["unsupported"], pattern="clientserver", transport="inproc").status == "unchanged"
+    skipped = one(["ok"] * 5, "skipped")
+    assert skipped.status == "not-compared" and "skipped in NEW" in skipped.reason
+
+
+def test_different_sizes_are_not_compared():
+    base = build("b", "local", [make_verdict(["ok"] * 5, make_cell(A, "pushpull", threads=4))])
+    new = build("n", "local", [make_verdict(["lost"] * 5, make_cell(B, "pushpull", threads=8))])
+    [change] = cmp.compare(base, new).changes
+    assert change.status == "not-compared" and "different sizes" in change.reason
+
+
+def test_match_by_column_across_targets_and_by_key_for_same_targets():
+    spec = {(A, "pushpull", "tcp"): ["ok"] * 5, (A, "pair", "inproc"): ["deadlock"] * 5}
+    other = {(B, "pushpull", "tcp"): ["ok"] * 5, (B, "pubsub", "tcp"): ["lost"] * 5}
+    c = cmp.compare(make_matrix(spec, run_id="b"), make_matrix(other, run_id="n"))
+    assert c.matched_by == "column"
+    by_label = {ch.label: ch for ch in c.changes}
+    assert by_label["pushpull/tcp/default"].status == "unchanged"
+    assert by_label["pair/inproc/default"].reason == "only in BASE"
+    assert by_label["pubsub/tcp/default"].reason == "only in NEW"
+    assert c.exit_code == 0
+    same = cmp.compare(make_matrix(spec, run_id="b"), make_matrix(spec, run_id="n"))
+    assert same.matched_by == "key"
+    assert {ch.label for ch in same.changes} == {f"{A}/pushpull/tcp/default", f"{A}/pair/inproc/default"}
+
+
+def test_ambiguous_target_sets_are_one_line_errors():
+    two = make_matrix({(A, "pushpull", "tcp"): ["ok"], (B, "pushpull", "tcp"): ["ok"]})
+    one_target = make_matrix({("pyzmq-26.4.0", "pushpull", "tcp"): ["ok"]})
+    with pytest.raises(LabError, match="cannot match cells") as exc:
+        cmp.compare(two, one_target)
+    assert "\n" not in str(exc.value)
+
+
+def test_exit_code_and_renderings():
+    base = make_matrix({(A, "pushpull", "tcp"): ["ok"] * 5, (A, "pubsub", "tcp"): ["lost"] * 5},
+                       run_id="base")
+    new = make_matrix({(B, "pushpull", "tcp"): ["lost"] * 5, (B, "pubsub", "tcp"): ["lost"] * 5},
+                      run_id="new")
+    c = cmp.compare(base, new)
+    assert c.exit_code == 1 and c.tally() == {"worse": 1, "better": 0, "unchanged": 1, "not-compared": 0}
+    text = cmp.table(c)
+    assert text.splitlines()[0] == f"BASE {A} (run base) vs NEW {B} (run new)"
+    worse_line = next(l for l in text.splitlines() if l.startswith("pushpull/tcp/default"))
+    assert worse_line.split()[-1] == "WORSE"
+    assert text.rstrip().endswith("1 got worse; 0 better, 1 unchanged, 0 not compared (2 cells)")
+    md = cmp.markdown(c)
+    assert "## Got worse (1)" in md and "| pushpull/tcp/default | ok 5/5 | LOST 5/5 |" in md
+    assert "## Got better" not in md
+
+
+def test_new_inconsistent_verdict_is_worse():
+    from factories import make_reports
+    from lab.verdicts import classify
+    cell = make_cell(B, "pushpull")
+    bad = classify(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
+    base = build("b", "local", [make_verdict(["ok"] * 5, make_cell(A, "pushpull"))])
+    [change] = cmp.compare(base, build("n", "local", [bad])).changes
+    assert change.status == "worse" and "inconsistent" in change.reason
