@@ -1,8 +1,9 @@
 """The one scenario harness: flags, control threads, the poll loop, sequence checks, the
 watchdog and the JSON report. A pattern module (pair.py, pubsub.py, ...) holds only its
-socket code: VARIANTS, unsupported(variant), open_receiver(ctx), open_shared(ctx, endpoint,
-variant), open_sender(ctl, ctx, endpoint, shared), and optionally recv(sock) (default: one
-frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send).
+socket code: VARIANTS, open_receiver(ctx) and open_sender(ctl, ctx, endpoint, shared); and
+where it differs from the default: unsupported(variant) (default: supported), open_shared(ctx,
+endpoint, variant) (a socket every control thread shares; default none), recv(sock) (default:
+one frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send).
 
 Shape of a run, as in the reference write-up: a "main loop" thread binds a control and a
 data socket and polls both; N control threads each own a sending socket and send M pings
@@ -416,7 +417,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)
 
-    reason = pattern.unsupported(args.variant)
+    reason = pattern.unsupported(args.variant) if hasattr(pattern, "unsupported") else None
     if reason is None and args.transport == "ipc" and not zmq.has("ipc"):
         reason = "this libzmq has no ipc transport"
     if reason:
@@ -425,7 +426,7 @@ def main(argv=None):
     threading.Thread(target=run.main_loop, name="main-loop", daemon=True).start()
     run.bound.wait()
     try:
-        shared = pattern.open_shared(run.ctx, run.control_ep, args.variant)
+        shared = pattern.open_shared(run.ctx, run.control_ep, args.variant) if hasattr(pattern, "open_shared") else None
         run.progress()
         threads = [threading.Thread(target=run.control_thread, args=(i, shared), name="control-%d" % i,
                                     daemon=True) for i in range(args.threads)]

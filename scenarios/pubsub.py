@@ -9,18 +9,10 @@ import zmq
 VARIANTS = ("default",)
 
 
-def unsupported(variant):
-    return None
-
-
 def open_receiver(ctx):
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     return sock
-
-
-def open_shared(ctx, endpoint, variant):
-    return None
 
 
 def open_sender(ctl, ctx, endpoint, shared):

@@ -4,16 +4,8 @@ import zmq
 VARIANTS = ("default",)
 
 
-def unsupported(variant):
-    return None
-
-
 def open_receiver(ctx):
     return ctx.socket(zmq.PULL)
-
-
-def open_shared(ctx, endpoint, variant):
-    return None
 
 
 def open_sender(ctl, ctx, endpoint, shared):

@@ -7,20 +7,12 @@ import zmq
 VARIANTS = ("default",)
 
 
-def unsupported(variant):
-    return None
-
-
 def open_receiver(ctx):
     return ctx.socket(zmq.ROUTER)
 
 
 def recv(sock):
     return sock.recv_multipart(zmq.NOBLOCK)[-1]
-
-
-def open_shared(ctx, endpoint, variant):
-    return None
 
 
 def open_sender(ctl, ctx, endpoint, shared):
