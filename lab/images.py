@@ -1,0 +1,249 @@
+"""Build the Docker images the selected targets need, offline, through the Docker SDK.
+
+One image per target, tagged zmqlab-target:<target-name>, built from the recipe in
+docker/<kind>/ with a build context of that recipe plus the target's pinned artifacts
+(fetched and hash-checked by the host, lab/artifacts.py). Builds run with network "none",
+so a recipe that tries to download anything fails instead of silently depending on it.
+
+An image carries org.zmqlab.recipe-hash = sha256(recipe files + pin entry): when an image
+with the current hash exists the target is skipped, so a second call costs a few engine
+look-ups. After each build the image is checked the way the Docker backend will run it
+(user 65534, no network, read-only root, tmpfs /tmp): pyzmq version, libzmq version and
+draft support must match the pin, or the image is removed and the target reported failed.
+
+Contract of every image: /opt/venv/bin/python exists and `import zmq` works in it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import docker
+import docker.errors
+
+from lab.artifacts import cache_root, fetch_all, link_into
+from lab.base_image import LABEL, base_ref, engine_retry, ensure_base, ensure_registry_base, get_image
+from lab.errors import LabError
+from lab.targets import Target
+
+Progress = Callable[[str], None]
+RECIPES = Path(__file__).resolve().parent.parent / "docker"
+TARGET_REPO = "zmqlab-target"
+HASH_LABEL = f"{LABEL}.recipe-hash"
+COMPILED_KINDS = ("bundled-sdist", "libzmq-source")   # these need the builder (compilers) stage
+VERIFY_CODE = "import zmq; print(zmq.pyzmq_version(), zmq.zmq_version(), zmq.has('draft'))"
+VERIFY_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    target: str
+    status: str      # 'built' | 'skipped' | 'failed' | 'broken'
+    seconds: float
+    detail: str
+
+
+def image_tag(target: Target) -> str:
+    return f"{TARGET_REPO}:{target.name}"
+
+
+def recipe_dir(target: Target) -> Path:
+    return RECIPES / target.kind
+
+
+def recipe_hash(target: Target) -> str:
+    """sha256 over the recipe files of the target's kind and its whole pin entry."""
+    folder = recipe_dir(target)
+    if not folder.is_dir():
+        raise LabError(f"target {target.name!r}: no recipe folder {folder}")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    pin = json.dumps(dataclasses.asdict(target), sort_keys=True)
+    digest.update(pin.encode())
+    return digest.hexdigest()
+
+
+def expected_verify_line(target: Target) -> str:
+    return f"{target.pyzmq} {target.libzmq} {target.draft}"
+
+
+def image_ready(client: docker.DockerClient, target: Target) -> bool:
+    """True when zmqlab-target:<name> exists and was built from the current recipe and pin."""
+    image = get_image(client, image_tag(target))
+    return image is not None and image.labels.get(HASH_LABEL) == recipe_hash(target)
+
+
+def _reuse_existing(client: docker.DockerClient, target: Target, wanted: str) -> bool:
+    """Is an image with this recipe hash already there? Re-tag it if only the tag was lost."""
+    image = get_image(client, image_tag(target))
+    if image is not None and image.labels.get(HASH_LABEL) == wanted:
+        return True
+    matches = engine_retry(client.images.list)(filters={"label": f"{HASH_LABEL}={wanted}"})
+    if matches:
+        matches[0].tag(TARGET_REPO, target.name)
+        return True
+    return False
+
+
+def _bases(client: docker.DockerClient, target: Target, rebuild: bool, done: set[str],
+           progress: Progress) -> tuple[str, str]:
+    """(base ref, builder ref) for the target; a --base rebuild happens once per suite."""
+    if target.base:  # a user with a registry: the public image serves both stages
+        ensure_registry_base(client, target.base, progress)
+        return target.base, target.base
+    compiled = target.kind in COMPILED_KINDS
+    for flavour in ["base"] + (["builder"] if compiled else []):
+        key = f"{flavour}:{target.suite}"
+        ensure_base(client, target.suite, rebuild=rebuild and key not in done,
+                    progress=progress, flavour=flavour)
+        done.add(key)
+    base = base_ref(target.suite, "base")
+    builder = base_ref(target.suite, "builder") if compiled else base
+    return base, builder
+
+
+def _context(target: Target, artifacts: list[Path], where: Path) -> Path:
+    ctx = where / "context"
+    shutil.copytree(recipe_dir(target), ctx)
+    link_into(artifacts, ctx / "artifacts")
+    return ctx
+
+
+def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs: dict[str, str],
+               labels: dict[str, str], log_path: Path, progress: Progress) -> set[str]:
+    """Stream a classic-builder build; return the step image ids it printed; raise LabError
+    with the engine's error on failure."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    error = ""
+    tail: list[str] = []
+    step_ids: set[str] = set()
+    with open(log_path, "w", encoding="utf-8") as log:
+        stream = client.api.build(path=str(ctx), tag=image_tag(target), buildargs=buildargs,
+                                  labels=labels, network_mode="none", pull=False, rm=True,
+                                  forcerm=True, decode=True)
+        for chunk in stream:
+            text = chunk.get("stream", "")
+            if text:
+                log.write(text)
+                for line in text.splitlines():
+                    if line.strip():
+                        tail = (tail + [line.strip()])[-5:]
+                    if line.startswith(" ---> ") and " " not in line[6:].strip():
+                        step_ids.add(line[6:].strip()[:12])
+                    if line.startswith("Step "):
+                        progress(f"  [{target.name}] {line[:110]}")
+            if "errorDetail" in chunk or "error" in chunk:
+                error = chunk.get("error") or chunk["errorDetail"].get("message", "")
+                log.write(f"ERROR: {error}\n")
+    if error:
+        context_line = next((l for l in reversed(tail) if "error" in l.lower()), tail[-1] if tail else "")
+        raise LabError(f"build failed: {error.strip()[:200]} | {context_line[:200]} (log: {log_path})")
+    return step_ids
+
+
+def verify_image(client: docker.DockerClient, target: Target) -> str:
+    """Run the version check the way the backend runs scenarios; return its output line."""
+    container = engine_retry(client.containers.create)(
+        image_tag(target), ["/opt/venv/bin/python", "-c", VERIFY_CODE], user="65534",
+        network_mode="none", read_only=True, tmpfs={"/tmp": "rw,size=16m"},
+        environment={"PYTHONPATH": "/opt/zmqlab"}, labels={LABEL: "1"})
+    try:
+        container.start()
+        status = container.wait(timeout=VERIFY_TIMEOUT_S)
+        out = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    finally:
+        container.remove(force=True)
+    if status.get("StatusCode") != 0:
+        raise LabError(f"verify exited {status.get('StatusCode')}: {out.splitlines()[-1] if out else 'no output'}")
+    return out.splitlines()[-1] if out else ""
+
+
+def _remove_build_stages(client: docker.DockerClient, target: Target, step_ids: set[str]) -> None:
+    """Remove the untagged build-stage images of this build (compilers, sources: big).
+
+    Only images this build printed (" ---> <id>") and that the final image does not
+    descend from; a blanket prune could hit another build's stage in its short window
+    between the last build-stage step and COPY --from."""
+    image = get_image(client, image_tag(target))
+    if image is None:
+        return
+    keep = {h.get("Id", "").removeprefix("sha256:")[:12] for h in image.history()}
+    for short_id in step_ids - keep:
+        stage = get_image(client, short_id)
+        if stage is None or stage.tags:   # a FROM line prints the base's id too: never remove bases
+            continue
+        try:
+            client.images.remove(stage.id)   # also removes its untagged, otherwise unused parents
+        except docker.errors.APIError:
+            pass  # shared with a cached build or already gone: only disk space
+
+
+def _drop_replaced(client: docker.DockerClient, previous) -> None:
+    """The image a rebuild replaced is left untagged; remove it unless something still uses it."""
+    if previous is None:
+        return
+    stale = get_image(client, previous.id)
+    if stale is not None and not stale.tags:
+        try:
+            client.images.remove(stale.id)
+        except docker.errors.APIError:
+            pass  # a container still uses it: leave it
+
+
+def build_one(client: docker.DockerClient, target: Target, force: bool, bases_done: set[str],
+              rebuild_base: bool, progress: Progress) -> BuildResult:
+    start = time.monotonic()
+    took = lambda: round(time.monotonic() - start, 1)  # noqa: E731
+    if target.broken:
+        return BuildResult(target.name, "broken", 0.0, target.broken)
+    try:
+        wanted = recipe_hash(target)
+        if not force and _reuse_existing(client, target, wanted):
+            progress(f"{target.name}: up to date ({image_tag(target)})")
+            return BuildResult(target.name, "skipped", took(), "image up to date")
+        progress(f"{target.name}: building {image_tag(target)} ({target.kind}, {target.suite})")
+        previous = get_image(client, image_tag(target))
+        artifacts = fetch_all(target, progress)
+        base, builder = _bases(client, target, rebuild_base, bases_done, progress)
+        buildargs = {"BASE": base, "BUILDER": builder, "DRAFT": "1" if target.draft else "",
+                     "PYZMQ": target.pyzmq, "LIBZMQ": target.libzmq}
+        labels = {LABEL: "1", HASH_LABEL: wanted, f"{LABEL}.target": target.name}
+        cache = cache_root()
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache, prefix="context-") as tmp:
+            ctx = _context(target, artifacts, Path(tmp))
+            if recipe_hash(target) != wanted:  # the label must describe the files actually sent
+                raise LabError("the recipe changed while the build was being prepared; run it again")
+            step_ids = _run_build(client, target, ctx, buildargs, labels,
+                                  cache / "logs" / f"{target.name}.log", progress)
+        _remove_build_stages(client, target, step_ids)
+        line = verify_image(client, target)
+        if line != expected_verify_line(target):
+            client.images.remove(image_tag(target), force=True)
+            raise LabError(f"image reports {line!r}, pin says {expected_verify_line(target)!r}; image removed")
+        _drop_replaced(client, previous)
+        progress(f"{target.name}: built in {took()} s, verified: {line}")
+        return BuildResult(target.name, "built", took(), line)
+    except LabError as exc:
+        progress(f"{target.name}: FAILED: {exc}")
+        return BuildResult(target.name, "failed", took(), str(exc))
+    except docker.errors.DockerException as exc:
+        progress(f"{target.name}: FAILED (engine): {exc}")
+        return BuildResult(target.name, "failed", took(), f"engine error: {str(exc)[:300]}")
+
+
+def build_images(client: docker.DockerClient, targets: Iterable[Target], rebuild_base: bool = False,
+                 progress: Progress = print) -> list[BuildResult]:
+    """Build (or skip) every target's image; --base re-debootstraps bases and rebuilds on them."""
+    bases_done: set[str] = set()
+    return [build_one(client, t, force=rebuild_base, bases_done=bases_done,
+                      rebuild_base=rebuild_base, progress=progress) for t in targets]

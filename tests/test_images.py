@@ -1,0 +1,243 @@
+"""Target images: recipe hashing and skip logic (pure), and real images on the engine (docker).
+
+Docker tests skip with the reason when the engine or an image is missing, except with
+ZMQLAB_REQUIRE_DOCKER=1 (CI), where they fail instead. The slow ones build throwaway
+images (zmqlab-target:test-*) from the cached pyzmq-25.1.2 wheel and remove them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lab import images
+from lab.errors import LabError
+from lab.targets import KINDS, load_targets
+
+REQUIRE = os.environ.get("ZMQLAB_REQUIRE_DOCKER") == "1"
+TARGETS = load_targets()
+BUILDABLE = [t for t in TARGETS if not t.broken]
+# A recipe step that reaches for the network would make the build depend on the internet.
+NETWORK_WORDS = ("curl ", "wget ", "pip download", "apt-get install", "apt-get update", "git clone")
+
+
+def _skip_or_fail(reason: str):
+    if REQUIRE:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def client():
+    docker = pytest.importorskip("docker")
+    try:
+        cli = docker.from_env(timeout=10)
+        cli.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
+        _skip_or_fail(f"no Docker engine: {exc}")
+    return cli
+
+
+def _pin(name: str):
+    return next(t for t in TARGETS if t.name == name)
+
+
+# ---------------------------------------------------------------- pure logic
+
+def test_every_kind_has_a_recipe():
+    for kind in KINDS:
+        assert (images.RECIPES / kind / "Dockerfile").is_file(), kind
+
+
+def test_recipes_never_use_the_network():
+    for dockerfile in images.RECIPES.glob("*/Dockerfile"):
+        text = dockerfile.read_text()
+        for word in NETWORK_WORDS:
+            assert word not in text, f"{dockerfile} uses {word.strip()!r}"
+
+
+def test_image_tag():
+    assert images.image_tag(_pin("pyzmq-25.1.2")) == "zmqlab-target:pyzmq-25.1.2"
+
+
+def test_recipe_hash_is_stable_and_follows_the_pin():
+    target = _pin("pyzmq-25.1.2")
+    assert images.recipe_hash(target) == images.recipe_hash(target)
+    assert len(images.recipe_hash(target)) == 64
+    assert images.recipe_hash(dataclasses.replace(target, libzmq="9.9.9")) != images.recipe_hash(target)
+    other_art = dataclasses.replace(target.artifacts[0], sha256="1" * 64)
+    assert images.recipe_hash(dataclasses.replace(target, artifacts=(other_art,))) != images.recipe_hash(target)
+
+
+def test_recipe_hash_follows_the_recipe_files(tmp_path, monkeypatch):
+    target = _pin("pyzmq-25.1.2")
+    before = images.recipe_hash(target)
+    shutil.copytree(images.RECIPES, tmp_path / "docker")
+    monkeypatch.setattr(images, "RECIPES", tmp_path / "docker")
+    assert images.recipe_hash(target) == before, "the hash must not depend on where the repo is"
+    with open(tmp_path / "docker" / "wheel" / "Dockerfile", "a") as fh:
+        fh.write("# a changed recipe\n")
+    assert images.recipe_hash(target) != before
+
+
+def test_missing_recipe_is_a_lab_error():
+    target = dataclasses.replace(_pin("pyzmq-25.1.2"), kind="no-such-kind")
+    with pytest.raises(LabError, match="no recipe folder"):
+        images.recipe_hash(target)
+
+
+def test_expected_verify_line():
+    assert images.expected_verify_line(_pin("pyzmq-25.1.2")) == "25.1.2 4.3.4 False"
+
+
+def test_broken_target_is_reported_without_touching_the_engine():
+    target = dataclasses.replace(_pin("pyzmq-25.1.2"), name="x", broken="no sdist for this")
+    (result,) = images.build_images(None, [target], progress=lambda s: None)  # no client at all
+    assert result == images.BuildResult("x", "broken", 0.0, "no sdist for this")
+
+
+def test_pins_cover_the_required_libzmq_lines():
+    lines = {(t.libzmq, t.draft) for t in TARGETS}
+    for need in [("4.1.6", False), ("4.2.5", True), ("4.3.1", False), ("4.3.2", False),
+                 ("4.3.3", False), ("4.3.4", False), ("4.3.4", True), ("4.3.5", False)]:
+        assert need in lines, need
+    assert any(t.kind == "debian-system" for t in TARGETS)
+
+
+# ---------------------------------------------------------------- real engine
+
+@pytest.mark.docker
+@pytest.mark.parametrize("name", [t.name for t in BUILDABLE])
+def test_image_honours_the_contract_and_its_pin(client, name):
+    """The image runs as the backend runs it (uid 65534, no network, read-only root,
+    tmpfs /tmp) and reports exactly the pinned pyzmq, libzmq and draft support."""
+    target = _pin(name)
+    if not images.image_ready(client, target):
+        _skip_or_fail(f"{images.image_tag(target)} is not built for the current pin; run `invoke images`")
+    assert images.verify_image(client, target) == images.expected_verify_line(target)
+
+
+@pytest.mark.docker
+def test_second_build_is_a_quick_no_op(client):
+    ready = [t for t in BUILDABLE if images.image_ready(client, t)]
+    if not ready:
+        _skip_or_fail("no target image is built")
+    start = time.monotonic()
+    results = images.build_images(client, ready, progress=lambda s: None)
+    took = time.monotonic() - start
+    assert [r.status for r in results] == ["skipped"] * len(ready)
+    assert took <= 5.0, f"no-op build of {len(ready)} images took {took:.1f} s"
+
+
+@pytest.mark.docker
+def test_image_ready_is_false_for_a_changed_pin(client):
+    target = _pin("pyzmq-25.1.2")
+    if not images.image_ready(client, target):
+        _skip_or_fail("zmqlab-target:pyzmq-25.1.2 is not built")
+    assert not images.image_ready(client, dataclasses.replace(target, libzmq="4.3.5"))
+
+
+@pytest.fixture()
+def throwaway(client):
+    """A test target built from the pinned 25.1.2 wheel under a unique name; removed after."""
+    made: list[str] = []
+
+    def make(**changes):
+        name = f"test-{uuid.uuid4().hex[:8]}"
+        made.append(images.TARGET_REPO + ":" + name)
+        return dataclasses.replace(_pin("pyzmq-25.1.2"), name=name, **changes)
+
+    yield make
+    for tag in made:
+        try:
+            client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - already gone is fine
+            pass
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_build_verify_and_skip_end_to_end(client, throwaway):
+    target = throwaway()
+    lines: list[str] = []
+    (first,) = images.build_images(client, [target], progress=lines.append)
+    assert first.status == "built", first.detail
+    assert first.detail == "25.1.2 4.3.4 False"
+    assert any("Step " in line for line in lines), "progress lines must show the build"
+    image = client.images.get(images.image_tag(target))
+    assert image.labels[images.HASH_LABEL] == images.recipe_hash(target)
+    assert image.labels["org.zmqlab"] == "1"
+    (second,) = images.build_images(client, [target], progress=lambda s: None)
+    assert second.status == "skipped"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_changed_pin_rebuilds_and_drops_the_replaced_image(client, throwaway):
+    target = throwaway()
+    (first,) = images.build_images(client, [target], progress=lambda s: None)
+    assert first.status == "built", first.detail
+    old_id = client.images.get(images.image_tag(target)).id
+    changed = dataclasses.replace(target, python="3.11.2")   # same build, different pin entry
+    assert not images.image_ready(client, changed)
+    (second,) = images.build_images(client, [changed], progress=lambda s: None)
+    assert second.status == "built", second.detail
+    assert images.image_ready(client, changed)
+    import docker.errors
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(old_id)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_image_that_contradicts_its_pin_fails_and_is_removed(client, throwaway):
+    target = throwaway(libzmq="4.2.0")  # the wheel really carries 4.3.4
+    (result,) = images.build_images(client, [target], progress=lambda s: None)
+    assert result.status == "failed"
+    assert "25.1.2 4.3.4 False" in result.detail
+    assert not images.image_ready(client, target)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_builds_have_no_network(client, throwaway, tmp_path, monkeypatch):
+    """A recipe that tries to download fails: builds run with network 'none'."""
+    recipes = tmp_path / "docker"
+    (recipes / "wheel").mkdir(parents=True)
+    (recipes / "wheel" / "Dockerfile").write_text(
+        "ARG BASE\nFROM ${BASE}\nLABEL org.zmqlab=1\n"
+        "RUN python3 -c \"import urllib.request; urllib.request.urlopen('http://deb.debian.org', timeout=5)\"\n")
+    monkeypatch.setattr(images, "RECIPES", recipes)
+    (result,) = images.build_images(client, [throwaway()], progress=lambda s: None)
+    assert result.status == "failed"
+    assert "build failed" in result.detail and "URLError" in result.detail, result.detail
+
+
+CLIENT_SERVER = """
+import zmq
+ctx = zmq.Context()
+server = ctx.socket(zmq.SERVER); server.bind('inproc://cs')
+client = ctx.socket(zmq.CLIENT); client.connect('inproc://cs')
+client.send(b'ping')
+frame = server.recv(copy=False)
+server.send(b'pong', routing_id=frame.routing_id)
+print(client.recv().decode())
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("name", [t.name for t in BUILDABLE if t.draft])
+def test_draft_images_really_have_client_server(client, name):
+    """has('draft') alone could lie: a CLIENT/SERVER round trip in the image must work."""
+    target = _pin(name)
+    if not images.image_ready(client, target):
+        _skip_or_fail(f"{images.image_tag(target)} is not built for the current pin")
+    out = client.containers.run(images.image_tag(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
+                                user="65534", network_mode="none", read_only=True,
+                                tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
+    assert out.decode().strip() == "pong"
