@@ -2,7 +2,6 @@
 layer of argument parsing and help strings; everything here raises LabError for the user."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -84,18 +84,10 @@ def debootstrap_command(suite: str, rootfs: Path, flavour: str = "base", mirror:
 
 
 def _require_debootstrap(progress: Progress) -> str:
-    found = shutil.which("debootstrap") or ("/usr/sbin/debootstrap" if Path("/usr/sbin/debootstrap").exists() else None)
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise LabError("debootstrap is missing: install it (sudo apt-get install debootstrap) "
-                       "or set base = \"python:3.11-slim-bookworm\" on the target if you have a registry")
-    progress("  debootstrap missing: apt-get install debootstrap")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise LabError(f"cannot install debootstrap ({' '.join(cmd)}): {last}")
+    from lab.hostsetup import apt_install
+    # Not root: a one-line error naming the package (a user with a registry may instead set
+    # base = "python:3.11-slim-bookworm" on the target).
+    apt_install(["debootstrap"], progress=lambda line: progress("  " + line))
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 

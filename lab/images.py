@@ -119,7 +119,7 @@ def _context(target: Target, artifacts: list[Path], where: Path) -> Path:
 
 
 def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs: dict[str, str],
-               labels: dict[str, str], log_path: Path, progress: Progress) -> set[str]:
+               labels: dict[str, str], log_path: Path, progress: Progress, nocache: bool = False) -> set[str]:
     """Stream a classic-builder build; return the step image ids it printed; raise LabError
     with the engine's error on failure."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs
     with open(log_path, "w", encoding="utf-8") as log:
         stream = client.api.build(path=str(ctx), tag=image_tag(target), buildargs=buildargs,
                                   labels=labels, network_mode="none", pull=False, rm=True,
-                                  forcerm=True, decode=True)
+                                  forcerm=True, nocache=nocache, decode=True)
         for chunk in stream:
             text = chunk.get("stream", "")
             if text:
@@ -200,7 +200,7 @@ def _drop_replaced(client: docker.DockerClient, previous) -> None:
 
 
 def build_one(client: docker.DockerClient, target: Target, force: bool, bases_done: set[str],
-              rebuild_base: bool, progress: Progress) -> BuildResult:
+              rebuild_base: bool, progress: Progress, nocache: bool = False) -> BuildResult:
     start = time.monotonic()
     took = lambda: round(time.monotonic() - start, 1)  # noqa: E731
     if target.broken:
@@ -224,7 +224,7 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
             if recipe_hash(target) != wanted:  # the label must describe the files actually sent
                 raise LabError("the recipe changed while the build was being prepared; run it again")
             step_ids = _run_build(client, target, ctx, buildargs, labels,
-                                  cache / "logs" / f"{target.name}.log", progress)
+                                  cache / "logs" / f"{target.name}.log", progress, nocache)
         _remove_build_stages(client, target, step_ids)
         line = verify_image(client, target)
         if line != expected_verify_line(target):
@@ -242,8 +242,9 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
 
 
 def build_images(client: docker.DockerClient, targets: Iterable[Target], rebuild_base: bool = False,
-                 progress: Progress = print) -> list[BuildResult]:
-    """Build (or skip) every target's image; --base re-debootstraps bases and rebuilds on them."""
+                 progress: Progress = print, nocache: bool = False) -> list[BuildResult]:
+    """Build (or skip) every target's image; --base re-debootstraps bases and rebuilds on them.
+    nocache: no engine layer cache either (every step runs again: a true build from nothing)."""
     bases_done: set[str] = set()
     return [build_one(client, t, force=rebuild_base, bases_done=bases_done,
-                      rebuild_base=rebuild_base, progress=progress) for t in targets]
+                      rebuild_base=rebuild_base, progress=progress, nocache=nocache) for t in targets]

@@ -3,10 +3,8 @@ debootstrap into a scratch cache (slow, needs root and the Debian mirror)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 

@@ -118,7 +118,7 @@ def client():
 
 
 @pytest.fixture(scope="session")
-def image(client):
+def image(client, built_images):
     """(image repo, Target, import to check) of the image the tests run in."""
     import docker.errors
     name = os.environ.get("ZMQLAB_TEST_IMAGE", DEFAULT_IMAGE)

@@ -3,7 +3,6 @@ at small sizes. The fault injector proves the detector: a dropped ping is always
 the exact gap, a blocked sender always `deadlock`."""
 import os
 import subprocess
-import sys
 
 import pytest
 

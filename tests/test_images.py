@@ -11,7 +11,6 @@ import os
 import shutil
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -113,17 +112,16 @@ def test_pins_cover_the_required_libzmq_lines():
 
 @pytest.mark.docker
 @pytest.mark.parametrize("name", [t.name for t in BUILDABLE])
-def test_image_honours_the_contract_and_its_pin(client, name):
+def test_image_honours_the_contract_and_its_pin(client, built_images, name):
     """The image runs as the backend runs it (uid 65534, no network, read-only root,
     tmpfs /tmp) and reports exactly the pinned pyzmq, libzmq and draft support."""
     target = _pin(name)
-    if not images.image_ready(client, target):
-        _skip_or_fail(f"{images.image_tag(target)} is not built for the current pin; run `invoke images`")
+    assert images.image_ready(client, target)
     assert images.verify_image(client, target) == images.expected_verify_line(target)
 
 
 @pytest.mark.docker
-def test_second_build_is_a_quick_no_op(client):
+def test_second_build_is_a_quick_no_op(client, built_images):
     ready = [t for t in BUILDABLE if images.image_ready(client, t)]
     if not ready:
         _skip_or_fail("no target image is built")
@@ -135,7 +133,7 @@ def test_second_build_is_a_quick_no_op(client):
 
 
 @pytest.mark.docker
-def test_image_ready_is_false_for_a_changed_pin(client):
+def test_image_ready_is_false_for_a_changed_pin(client, built_images):
     target = _pin("pyzmq-25.1.2")
     if not images.image_ready(client, target):
         _skip_or_fail("zmqlab-target:pyzmq-25.1.2 is not built")
@@ -147,10 +145,10 @@ def throwaway(client):
     """A test target built from the pinned 25.1.2 wheel under a unique name; removed after."""
     made: list[str] = []
 
-    def make(**changes):
+    def make(pin="pyzmq-25.1.2", **changes):
         name = f"test-{uuid.uuid4().hex[:8]}"
         made.append(images.TARGET_REPO + ":" + name)
-        return dataclasses.replace(_pin("pyzmq-25.1.2"), name=name, **changes)
+        return dataclasses.replace(_pin(pin), name=name, **changes)
 
     yield make
     for tag in made:
@@ -165,7 +163,7 @@ def throwaway(client):
 def test_build_verify_and_skip_end_to_end(client, throwaway):
     target = throwaway()
     lines: list[str] = []
-    (first,) = images.build_images(client, [target], progress=lines.append)
+    (first,) = images.build_images(client, [target], progress=lines.append, nocache=True)
     assert first.status == "built", first.detail
     assert first.detail == "25.1.2 4.3.4 False"
     assert any("Step " in line for line in lines), "progress lines must show the build"
@@ -174,6 +172,21 @@ def test_build_verify_and_skip_end_to_end(client, throwaway):
     assert image.labels["org.zmqlab"] == "1"
     (second,) = images.build_images(client, [target], progress=lambda s: None)
     assert second.status == "skipped"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_draft_pin_builds_from_scratch_offline(client, throwaway):
+    """A compiled draft pin (the bundled pyzmq 25.1.2 sdist, drafts on) built under a fresh
+    name, so CI compiles one from nothing on every run, warm cache or not."""
+    target = throwaway(pin="pyzmq-25.1.2-draft")
+    (result,) = images.build_images(client, [target], progress=lambda s: None, nocache=True)
+    assert result.status == "built", result.detail
+    assert result.detail == "25.1.2 4.3.4 True"
+    out = client.containers.run(images.image_tag(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
+                                user="65534", network_mode="none", read_only=True,
+                                tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
+    assert out.decode().strip() == "pong"
 
 
 @pytest.mark.docker
@@ -232,11 +245,9 @@ print(client.recv().decode())
 
 @pytest.mark.docker
 @pytest.mark.parametrize("name", [t.name for t in BUILDABLE if t.draft])
-def test_draft_images_really_have_client_server(client, name):
+def test_draft_images_really_have_client_server(client, built_images, name):
     """has('draft') alone could lie: a CLIENT/SERVER round trip in the image must work."""
     target = _pin(name)
-    if not images.image_ready(client, target):
-        _skip_or_fail(f"{images.image_tag(target)} is not built for the current pin")
     out = client.containers.run(images.image_tag(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
                                 user="65534", network_mode="none", read_only=True,
                                 tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
