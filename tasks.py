@@ -9,6 +9,7 @@ import sys
 
 from invoke import task
 
+from lab.app import MATRIX_DEFAULTS as D
 from lab.errors import LabError
 from lab.runner import RunSettings
 
@@ -68,9 +69,9 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
                 poll="'both', 'on' or 'off'", sync="comma list of none,xpub (xpub applies to pubsub)",
                 out="results root; each run writes OUT/<run-id>/"))
 @lab_task
-def matrix(c, targets="pyzmq-25.1.2,pyzmq-27.3.0,pyzmq-25.1.2-draft", patterns="all", transports="all",
-           variants="primary", poll="both", sync="none,xpub", threads=20, msgs=200, repeat=3, stall=2.0,
-           sleep=0.0, backend="auto", out="results"):
+def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
+           variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
+           repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results"):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     from lab import app
     app.matrix(targets, patterns, transports, variants, poll, sync, threads, msgs,
@@ -121,12 +122,15 @@ def test(c, docker=True, slow=True, k=""):
     sys.exit(subprocess.call(args))
 
 
-@task(help={"backend": "backend for the container-overhead figures (auto/docker/local)"})
+@task(help={"backend": "backend for the container-overhead figures (auto/docker/local)",
+            "matrix": "also time a bare `invoke matrix` (the default sweep) end to end, warm",
+            "cold": "with --matrix: first REMOVE the lab's images and cached base tarballs, so the "
+                    "timing includes debootstrap and every image build"})
 @lab_task
-def bench(c, backend="auto"):
+def bench(c, backend="auto", matrix=False, cold=False):
     """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container overhead."""
     from lab import bench as bench_mod
-    bench_mod.main(backend)
+    bench_mod.main(backend, time_matrix=matrix, cold=cold)
 
 
 # --- regression, reports and sweeps ---

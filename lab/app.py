@@ -13,6 +13,13 @@ from lab.runner import Progress, RunSettings, run_cell, run_matrix
 from lab.targets import Target, load_targets, select
 
 
+# `invoke matrix` with no flags: a quick, useful sweep (two stock wheels and one draft build,
+# every pattern, transport and poll/xpub variant, 3 runs each): a few minutes when warm.
+MATRIX_DEFAULTS = dict(targets="pyzmq-25.1.2,pyzmq-27.3.0,pyzmq-25.1.2-draft", patterns="all",
+                       transports="all", variants="primary", poll="both", sync="none,xpub",
+                       threads=20, msgs=200, repeat=3, stall=2.0, sleep=0.0)
+
+
 def say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()

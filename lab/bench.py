@@ -115,7 +115,33 @@ def docker_figures(target) -> dict:
     return figures
 
 
-def main(backend: str = "auto", stall: float = 2.0) -> None:
+def forget_images() -> None:
+    """For a cold timing: remove the lab's images (targets, builders, bases) and the cached
+    base tarballs, so the next build starts from debootstrap."""
+    import shutil
+    from lab import artifacts
+    client = engine.connect()
+    for image in client.images.list():
+        if any(tag.split(":")[0] in ("zmqlab-target", "zmqlab-builder", "zmqlab-base") for tag in image.tags):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+    shutil.rmtree(artifacts.cache_root() / "base", ignore_errors=True)
+
+
+def time_default_matrix(cold: bool) -> float:
+    from lab import app
+    d = app.MATRIX_DEFAULTS
+    if cold:
+        forget_images()
+    with tempfile.TemporaryDirectory(prefix="zmqlab-bench-") as out:
+        t0 = time.monotonic()
+        app.matrix(d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"], d["sync"],
+                   d["threads"], d["msgs"], RunSettings(repeat=d["repeat"], stall=d["stall"], sleep=d["sleep"]),
+                   "docker", out)
+        return time.monotonic() - t0
+
+
+def main(backend: str = "auto", stall: float = 2.0, time_matrix: bool = False, cold: bool = False) -> None:
     target = select(load_targets(), BENCH_TARGET)[0]
     local = LocalBackend(progress=lambda s: print("  " + s))
     local.prepare(target)
@@ -148,3 +174,8 @@ def main(backend: str = "auto", stall: float = 2.0) -> None:
         d["container_per_run_ms"] - d["local_python_ms"], d["exec_ms"] - d["local_python_ms"], d["kept"]))
     print("     long-lived container start (once per target per run): %.1f ms" % d["exec_container_start_ms"])
     print("   no-op image rebuild: %.2f s (goal <= 5 s)" % d["noop_rebuild_s"])
+    if time_matrix:
+        took = time_default_matrix(cold)
+        print("\n4. the default matrix (`invoke matrix`), %s: %.0f s (%.1f min; goal %s)" % (
+            "COLD: bases, builders and images built first" if cold else "warm", took, took / 60,
+            "<= 20 min" if cold else "<= 10 min"))
