@@ -67,6 +67,8 @@ def parse_args(argv=None):
             p.error("--%s must be at least 1" % name)
     if args.stall <= 0 or args.sleep < 0 or args.rate < 0:
         p.error("--stall must be > 0, --sleep and --rate >= 0")
+    if args.rate and 1.0 / args.rate >= args.stall:
+        p.error("--stall must be longer than the pause between sends (1 / --rate)")
     if args.sync != "none" and args.pattern != "pubsub":
         p.error("--sync xpub applies to --pattern pubsub only")
     pattern = importlib.import_module("scenarios." + args.pattern)
@@ -180,6 +182,7 @@ class Run:
         self.tallies = [Tally() for _ in range(args.threads)]
         self.shutdown = SenderRecord(-1)
         self.shutdown_received = False
+        self.sleeping = False
         self.expected = None
         self.data_received = 0
         self.bound = threading.Event()
@@ -284,10 +287,14 @@ class Run:
         # The hot path of the receiver: in-order pings take the inline branch; anything
         # else goes to Tally.see, which sorts gaps, reorders and duplicates.
         recv = getattr(self.pattern, "recv", None) or (lambda s: s.recv(zmq.NOBLOCK))
-        tallies, unpack = self.tallies, PING.unpack
+        tallies, unpack, monotonic = self.tallies, PING.unpack, time.monotonic
+        n = 0
         try:
             while True:
                 msg = recv(sock)
+                n += 1
+                if not n & 255:            # a long batch is progress too, not a stall
+                    self.last_progress = monotonic()
                 if msg[:1] == b"P":
                     _, tid, seq = unpack(msg)
                     tally = tallies[tid]
@@ -383,7 +390,7 @@ class Run:
         stall = self.args.stall
         while True:
             time.sleep(WATCHDOG_TICK)
-            if time.monotonic() - self.last_progress > stall:
+            if time.monotonic() - self.last_progress > stall and not self.sleeping:
                 self.emit("watchdog", stalled=True)
 
 
@@ -436,8 +443,10 @@ def main(argv=None):
             t.join()
         run.debug("senders finished")
         if args.sleep:
+            run.sleeping = True        # a deliberate pause is not a stall
             time.sleep(args.sleep)
             run.progress()
+            run.sleeping = False
         run.send_shutdown(shared)
     except Exception as exc:
         run.fail("main program", exc)

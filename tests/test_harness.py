@@ -110,6 +110,14 @@ def test_pubsub_loses_first_messages_on_tcp(local):
     assert any(g["expected"] == 1 for g in gaps)
 
 
+def test_sleep_longer_than_the_stall_window_is_not_a_stall(local):
+    backend, target = local
+    cell = Cell(target.name, "pushpull", "inproc", threads=2, msgs=20)
+    verdict = run_cell(backend, target, cell, RunSettings(repeat=1, stall=0.5, sleep=1.5))
+    assert verdict.worst == "ok", verdict.summary_line()
+    assert verdict.runs[0].report["duration_s"] >= 1.5
+
+
 def test_clientserver_on_stock_wheel_is_unsupported_with_reason(local):
     verdict = run(local, "clientserver", repeat=3)
     assert verdict.worst == "unsupported" and verdict.n == 1
@@ -130,7 +138,8 @@ def test_ipc_files_are_removed_even_after_a_watchdog_exit(local, tmp_path):
 @pytest.mark.parametrize("argv,message", [(["--pattern", "nope"], "invalid choice"),
                                           (["--pattern", "pair", "--threads", "0"], "--threads must be at least 1"),
                                           (["--pattern", "pair", "--msgs", "-1"], "--msgs must be at least 1"),
-                                          (["--pattern", "pair", "--inject", "drop:9999"], "outside")])
+                                          (["--pattern", "pair", "--inject", "drop:9999"], "outside"),
+                                          (["--pattern", "pair", "--rate", "0.2"], "1 / --rate")])
 def test_bad_flags_are_refused_in_one_line(local, argv, message):
     backend, target = local
     proc = subprocess.run([str(backend.python(target)), "-m", "scenarios", *argv],
