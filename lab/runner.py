@@ -165,6 +165,7 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                     progress.cell_finished(verdict)
                 results.save_verdict(run_dir, verdict)
                 verdicts.append(verdict)
+            backend.release(target)
     finally:
         backend.close()
         if verdicts:

@@ -67,3 +67,16 @@ def test_frozen_cell_is_killed_at_the_hard_timeout_and_the_next_cell_runs(docker
     assert rep["outcome"] == "deadlock" and rep["classified_by"] == "lab"
     after = run_cell(backend, target, Cell(target.name, "pushpull", "tcp", threads=4, msgs=100), RunSettings(repeat=1))
     assert after.worst == "ok"
+
+
+def test_release_removes_the_targets_container_and_a_later_run_starts_a_new_one(docker_backend, engine_client):
+    backend, targets = docker_backend
+    target = targets["pyzmq-25.1.2"]
+    assert backend.prepare(target) is None
+    cell = Cell(target.name, "pushpull", "inproc", threads=2, msgs=10)
+    assert run_cell(backend, target, cell, RunSettings(repeat=1)).worst == "ok"
+    mine = {"label": "%s=%s" % (engine.LABEL_RUN, backend.run_id)}
+    assert len(engine_client.containers.list(all=True, filters=mine)) == 1
+    backend.release(target)
+    assert engine_client.containers.list(all=True, filters=mine) == []
+    assert run_cell(backend, target, cell, RunSettings(repeat=1)).worst == "ok"

@@ -34,5 +34,8 @@ class Backend(Protocol):
     def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
         """Run the scenario program with `argv` for `target`; kill it after `timeout` s."""
 
+    def release(self, target: Target) -> None:
+        """`target` has no more runs in this sweep: free what prepare() set up for it."""
+
     def close(self) -> None:
         """End and remove everything this backend started (processes, containers, files)."""

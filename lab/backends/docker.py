@@ -167,6 +167,14 @@ class DockerBackend:
     def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
         return self._run_cmd(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
 
+    def release(self, target: Target) -> None:
+        """The target's cells are done: remove its long-lived container now rather than at
+        close(), so a sweep over many targets keeps one container up, not all of them."""
+        with self._lock:
+            container = self._containers.get(target.name)
+        if container is not None:
+            self._discard(target, container)
+
     def close(self) -> None:
         """Remove every container/network/volume of this run. Idempotent, lock-free, never
         raises (safe from a finally block or a signal handler); problems land in

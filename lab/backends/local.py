@@ -116,6 +116,9 @@ class LocalBackend:
         return ProcessResult(stdout=out, stderr=err, returncode=None if timed_out else proc.returncode,
                              timed_out=timed_out, wall_s=time.monotonic() - started)
 
+    def release(self, target: Target) -> None:
+        """Nothing to free: a venv is a cache, kept for the next run."""
+
     def close(self) -> None:
         for proc in list(self.live.values()):
             _kill_group(proc)
