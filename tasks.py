@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,10 +15,17 @@ from lab.errors import LabError
 from lab.runner import RunSettings
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def lab_task(fn):
     """One-line errors instead of tracebacks; Ctrl-C ends with 130 after the backend cleaned up."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
+        # SIGTERM/SIGHUP (a closed terminal, a CI timeout) clean up exactly like Ctrl-C.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
         try:
             return fn(c, *args, **kwargs)
         except LabError as exc:

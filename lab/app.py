@@ -9,7 +9,7 @@ from lab import engine, render, results
 from lab.backends.local import LocalBackend
 from lab.cells import Cell, expand, parse_list, parse_poll_modes
 from lab.errors import LabError
-from lab.runner import Progress, RunSettings, run_cell, run_matrix
+from lab.runner import Progress, RunSettings, run_cell, run_matrix, scenario_flags
 from lab.targets import Target, load_targets, select
 
 
@@ -47,6 +47,18 @@ def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = (), bui
     return backend
 
 
+def open_run(out: str, backend_name: str, targets: tuple[Target, ...]):
+    """A fresh results/<run-id>/ and the backend that fills it. If the backend cannot be had
+    (bad name, no engine), the still-empty run directory goes again: bad input leaves nothing."""
+    run_dir = results.new_run_dir(out)
+    try:
+        return run_dir, choose_backend(backend_name, run_dir.name, targets)
+    except BaseException:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+
+
 def ensure_images(client, targets, rebuild_base: bool = False):
     from lab import images
     missing = [t for t in targets if not t.broken and not images.image_ready(client, t)]
@@ -60,6 +72,7 @@ def scenario(target: str, pattern: str, transport: str, variant: str, threads: i
              poll: bool, sync: str, settings: RunSettings, backend: str, json_path: str | None) -> int:
     chosen = select(load_targets(), target)[0]
     cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
+    scenario_flags(cell, settings)
     if json_path:
         _check_writable(Path(json_path).parent)
     runner = choose_backend(backend, results.new_run_id(), (chosen,))
@@ -87,9 +100,9 @@ def matrix(targets: str, patterns: str, transports: str, variants: str, poll: st
                    variants=None if variants == "primary" else variants,
                    sync_modes=parse_list(sync, ("none", "xpub"), "sync mode"),
                    threads=threads, msgs=msgs)
-    run_dir = results.new_run_dir(out)
+    scenario_flags(cells[0], settings)          # bad flags fail before anything is created
+    run_dir, runner = open_run(out, backend, chosen)
     say("Results: %s (%d cells x %d repeats)" % (run_dir, len(cells), settings.repeat))
-    runner = choose_backend(backend, run_dir.name, chosen)
     params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
               "sleep": settings.sleep}
     built = run_matrix(runner, chosen, cells, settings, run_dir, params,

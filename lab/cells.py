@@ -9,19 +9,13 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from lab.errors import LabError
+from scenarios import flags
+from scenarios.flags import PATTERNS, SYNC_MODES, TRANSPORTS
 
-PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
-TRANSPORTS = ("inproc", "ipc", "tcp")
+# One catalog for the lab and the scenario programs (scenarios/flags.py is pure, no zmq).
 # The first variant of each pattern is its primary one: Cell(variant="default") maps to it,
 # so a caller never has to know that clientserver has no variant literally called "default".
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "pair": ("default",),
-    "pubsub": ("default",),
-    "pushpull": ("default",),
-    "clientserver": ("shared", "per-thread"),
-    "routerdealer": ("default",),
-}
-SYNC_MODES = ("none", "xpub")
+VARIANTS: dict[str, tuple[str, ...]] = {p: flags.variants(p) for p in PATTERNS}
 XPUB_PATTERNS = ("pubsub",)     # the XPUB welcome-message handshake only exists for PUB/SUB
 ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
 

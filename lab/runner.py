@@ -4,6 +4,7 @@ every run a cell had is in its verdict."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from lab.cells import Cell
 from lab.errors import LabError
 from lab.targets import Target
 from lab.verdicts import Verdict, classify, skipped
+from scenarios import flags
 
 STDERR_TAIL = 2000   # characters of a dead run's stderr kept as evidence
 
@@ -32,10 +34,15 @@ class RunSettings:
     def __post_init__(self):
         if self.repeat < 1:
             raise LabError("--repeat must be at least 1")
+        for name in ("stall", "sleep"):
+            if not math.isfinite(getattr(self, name)):
+                raise LabError("--%s must be a finite number" % name)
         if self.stall <= 0:
             raise LabError("--stall must be above 0 seconds")
         if self.sleep < 0:
             raise LabError("--sleep must not be negative")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise LabError("--timeout must be a positive number of seconds")
 
     def hard_timeout(self, cell: Cell) -> float:
         """Above the stall window by a margin that grows with the work, so a slow but moving
@@ -43,6 +50,15 @@ class RunSettings:
         if self.timeout:
             return self.timeout
         return self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0
+
+
+def scenario_flags(cell: Cell, settings: RunSettings):
+    """The cell's argv as the harness will parse it; a bad flag is a LabError before any run."""
+    argv = cell.scenario_argv(settings.stall, settings.sleep, ["--quiet", *settings.extra])
+    try:
+        return argv, flags.parse(argv)
+    except flags.FlagError as exc:
+        raise LabError("%s: %s" % (cell.key, exc)) from None
 
 
 def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, reason: str,
@@ -55,50 +71,45 @@ def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, 
         # The process never said which versions it ran; empty strings keep this report out
         # of the verdict's version-consistency check (the pin is named in the reason).
         "versions": {"pyzmq": "", "libzmq": "", "draft": target.draft, "python": ""},
-        "params": {"pattern": cell.pattern, "transport": cell.transport, "threads": cell.threads,
-                   "msgs": cell.msgs, "poll": cell.poll, "sync": cell.sync, "variant": cell.variant,
-                   "sleep": settings.sleep, "stall": settings.stall, "linger": -1, "rate": 0.0,
-                   "mutex": False, "nowait": False, "inject": _inject(settings.extra)},
+        "params": flags.params(scenario_flags(cell, settings)[1]),
         "outcome": outcome, "reason": reason, "classified_by": "lab",
         "threads": [],
         "totals": {k: 0 for k in ("expected", "attempted", "completed", "received", "missing",
                                   "duplicates", "reorders")},
         "shutdown_received": False,
         "duration_s": round(result.wall_s, 4), "msgs_per_s": 0.0,
+        # The lab cannot know when progress stopped: since the run started is the bound it has.
         "stall": {"since_progress_s": round(result.wall_s, 3), "stacks": {"stderr": tail}}
         if result.timed_out else None,
         "error": None if result.timed_out else reason + (": " + tail.strip().splitlines()[-1] if tail.strip() else ""),
     }
 
 
-def _inject(extra: Sequence[str]) -> str | None:
-    extra = list(extra)
-    return extra[extra.index("--inject") + 1] if "--inject" in extra[:-1] else None
-
-
 def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSettings, timeout: float) -> dict:
-    """The run's own JSON report when it made one; otherwise the lab's classification."""
+    """The run's own JSON report when it made one (even if it came as the lab was killing it);
+    otherwise the lab's classification: deadlock on a hard timeout, error on a crash."""
+    lines = [ln for ln in (result.stdout or "").splitlines() if ln.startswith("{")]
+    problem = None
+    if lines:
+        try:
+            report = json.loads(lines[-1])
+            schemas.validate("run", report, source="the %s run report" % cell.key)
+            return report
+        except (ValueError, LabError) as exc:
+            problem = "unreadable run report: %s" % exc
     if result.timed_out:
         return lab_report(cell, target, settings, "deadlock",
                           "no report within the hard timeout of %.0f s: the lab killed the run "
                           "(its in-process watchdog could not report)" % timeout, result)
-    lines = [ln for ln in (result.stdout or "").splitlines() if ln.startswith("{")]
-    if not lines:
-        return lab_report(cell, target, settings, "error",
-                          "the scenario exited with status %s and no report" % result.returncode, result)
-    try:
-        report = json.loads(lines[-1])
-        schemas.validate("run", report, source="the %s run report" % cell.key)
-    except (ValueError, LabError) as exc:
-        return lab_report(cell, target, settings, "error", "unreadable run report: %s" % exc, result)
-    return report
+    return lab_report(cell, target, settings, "error", problem or
+                      "the scenario exited with status %s and no report" % result.returncode, result)
 
 
 def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings,
              on_run: Callable[[int, dict], None] | None = None) -> Verdict:
     """Run one cell `settings.repeat` times and judge it."""
     timeout = settings.hard_timeout(cell)
-    argv = cell.scenario_argv(settings.stall, settings.sleep, ["--quiet", *settings.extra])
+    argv, _ = scenario_flags(cell, settings)
     reports = []
     for i in range(settings.repeat):
         report = report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
@@ -142,7 +153,12 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                run_dir: Path, params: dict, progress: Progress | None = None) -> matrix_mod.Matrix:
     """Run every cell, saving each verdict as soon as it is judged (so an interrupted sweep
     keeps what finished), then write matrix.json and matrix.md."""
+    if not cells:
+        raise LabError("no cells to run")
+    for cell in cells[:1]:
+        scenario_flags(cell, settings)        # bad flags fail before anything is created
     progress = progress or Progress(len(cells) * settings.repeat)
+    built = None
     by_name = {t.name: t for t in targets}
     verdicts = []
     try:

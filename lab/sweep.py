@@ -16,7 +16,7 @@ from lab import render, results
 from lab.cells import Cell, expand
 from lab.errors import LabError
 from lab.matrix import Matrix
-from lab.runner import RunSettings, run_cell, run_matrix, Progress
+from lab.runner import scenario_flags, RunSettings, run_cell, run_matrix, Progress
 from lab.targets import Target, load_targets, select
 from lab.verdicts import Verdict, classify, skipped
 
@@ -85,14 +85,14 @@ def sweep_run(target: str, out: str | Path, backend_name: str, settings: RunSett
               threads: int, msgs: int, patterns: str = "all", transports: str = "all") -> Path:
     """One target's share of a sweep, into a fresh OUT/<run-id>/ (patterns/transports narrow
     it for tests; CI runs them all)."""
-    from lab.app import choose_backend
+    from lab.app import open_run
     chosen = select(load_targets(), target)
     if len(chosen) != 1:
         raise LabError(f"sweep-run takes exactly one target, got {target!r}")
     cells = sweep_cells(chosen, threads, msgs, patterns, transports)
-    run_dir = results.new_run_dir(out)
+    scenario_flags(cells[0], settings)
+    run_dir, runner = open_run(out, backend_name, tuple(chosen))
     say(f"Results: {run_dir} ({len(cells)} cells x {settings.repeat} repeats)")
-    runner = choose_backend(backend_name, run_dir.name, tuple(chosen))
     params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
               "sleep": settings.sleep}
     run_matrix(runner, chosen, cells, settings, run_dir, params, Progress(len(cells) * settings.repeat))
@@ -143,21 +143,32 @@ def run_pair(from_name: str, to_name: str, backend_name: str, out: str | Path,
              step: int = STEP) -> tuple[Path, Path]:
     """Run both targets on the same cells into two fresh run dirs; while a cell's intervals
     overlap but its rates differ, add `step` runs to both sides, up to `max_repeat` each."""
-    from lab.app import choose_backend
+    from lab.app import open_run
     all_targets = load_targets()
     pair = [select(all_targets, name)[0] for name in (from_name, to_name)]
     if pair[0].name == pair[1].name:
         raise LabError("compare two different targets")
     max_repeat = max(max_repeat or settings.repeat, settings.repeat)
-    dirs = [results.new_run_dir(out), results.new_run_dir(out)]
-    runner = choose_backend(backend_name, dirs[0].name, tuple(pair))
+    first = expand([pair[0]], patterns, transports, poll, threads=threads, msgs=msgs)
+    scenario_flags(first[0], settings)
+    dirs = [None, None]
+    dirs[0], runner = open_run(out, backend_name, tuple(pair))
+    dirs[1] = results.new_run_dir(out)
+    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "max_repeat": max_repeat,
+              "stall": settings.stall, "sleep": settings.sleep}
     sides: list[dict] = [{}, {}]
+
+    def judged(i: int, verdict: Verdict) -> None:
+        # Saved as soon as judged, so an interrupted check keeps every finished cell.
+        sides[i][verdict.cell.column] = verdict
+        results.save_verdict(dirs[i], verdict)
+
     try:
-        for side, target in zip(sides, pair):
+        for i, target in enumerate(pair):
             reason = runner.prepare(target)
             for cell in expand([target], patterns, transports, poll, threads=threads, msgs=msgs):
-                side[cell.column] = skipped(cell, reason) if reason else run_cell(runner, target, cell, settings)
-                say(render.verdict_line(side[cell.column]))
+                judged(i, skipped(cell, reason) if reason else run_cell(runner, target, cell, settings))
+                say(render.verdict_line(sides[i][cell.column]))
         while True:
             undecided = [col for col in sides[0] if col in sides[1]
                          and cmp.judge(cmp.Side.of(sides[0][col]), cmp.Side.of(sides[1][col]))[1]
@@ -166,20 +177,18 @@ def run_pair(from_name: str, to_name: str, backend_name: str, out: str | Path,
             if not undecided:
                 break
             for col in undecided:
-                for side, target in zip(sides, pair):
-                    side[col] = _more_runs(runner, target, side[col], settings, step)
+                for i, target in enumerate(pair):
+                    judged(i, _more_runs(runner, target, sides[i][col], settings, step))
                 say(f"  {'/'.join(col)}: still inside the noise, now {sides[1][col].n} runs each")
     finally:
         runner.close()
-    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "max_repeat": max_repeat,
-              "stall": settings.stall, "sleep": settings.sleep}
-    for run_dir, side, target in zip(dirs, sides, pair):
-        built = matrix_mod.build(run_dir.name, runner.name, side.values(), params=params,
-                                 targets=[target], created=results.now_iso())
-        for v in built.verdicts:
-            results.save_verdict(run_dir, v)
-        results.save_matrix(run_dir, built)
-        results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+        for run_dir, side, target in zip(dirs, sides, pair):
+            if side:
+                built = matrix_mod.build(run_dir.name, runner.name, side.values(),
+                                         params=dict(params, complete=len(side) == len(first)),
+                                         targets=[target], created=results.now_iso())
+                results.save_matrix(run_dir, built)
+                results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
     return dirs[0], dirs[1]
 
 

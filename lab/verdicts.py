@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 from lab.cells import Cell
 from lab.errors import LabError
+from scenarios.evidence import BUSY_STATES   # which thread states are stuck: the harness's definition
 
 VERDICT_SCHEMA = "zmqlab.verdict/1"
 
@@ -29,7 +30,6 @@ FAILURES = ("misordered", "lost", "deadlock", "error")
 # Harness thread states (scenarios/harness.py) that are NOT inside a zmq call. In a stall,
 # any other state ("send", "connect", "poll", "wait-mutex", ... or one added later) is where
 # a thread hung, so unknown states are reported rather than hidden.
-NOT_STUCK_STATES = ("done", "not-started", "running", "pause")
 
 _VERSION_KEYS = ("pyzmq", "libzmq", "draft", "python")
 # Report params that must equal the cell's fields (a mismatch is a lab bug, not a ZeroMQ one).
@@ -104,7 +104,7 @@ class RunSummary:
     @property
     def stuck_threads(self) -> list[tuple[int, str]]:
         """(thread id, state) of every thread caught inside a zmq call."""
-        return [(t["id"], t["state"]) for t in self.threads if t["state"] not in NOT_STUCK_STATES]
+        return [(t["id"], t["state"]) for t in self.threads if t["state"] in BUSY_STATES]
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@ main program is shared by every control thread ('shared'); 'per-thread' gives ea
 its own CLIENT. Needs libzmq and pyzmq built with the draft API."""
 import zmq
 
-VARIANTS = ("shared", "per-thread")
-
 
 def unsupported(variant):
     # Stock wheels define zmq.CLIENT and even create the sockets, but without the draft API
@@ -21,11 +19,11 @@ def open_receiver(ctx):
     return ctx.socket(zmq.SERVER)
 
 
-def open_shared(ctx, endpoint, variant):
+def open_shared(ctl, ctx, endpoint, variant):
     if variant != "shared":
         return None
-    sock = ctx.socket(zmq.CLIENT)
-    sock.connect(endpoint)
+    sock = ctl.socket(ctx, zmq.CLIENT)
+    ctl.connect(sock, endpoint)
     return sock
 
 

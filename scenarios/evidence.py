@@ -13,27 +13,36 @@ BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscripti
 
 
 class Tally:
-    """What the receiver saw from one control thread: each seq must be previous + 1."""
+    """What the receiver saw from one control thread: each seq must be previous + 1.
 
-    __slots__ = ("received", "next_expected", "missing", "duplicates", "reorders", "first_gap")
+    `refused` is the sender's own set of seqs that a non-blocking send gave up on (EAGAIN,
+    --nowait): those never entered the transport, so they are neither expected nor lost. The
+    sender records a refusal before it sends the next seq, so by the time a later seq arrives
+    here, every refused seq before it is already in the set.
+    """
 
-    def __init__(self):
+    __slots__ = ("received", "next_expected", "missing", "duplicates", "reorders", "first_gap", "refused")
+
+    def __init__(self, refused=None):
         self.received = 0
         self.next_expected = 1
         self.missing = set()      # seqs skipped over so far; a late arrival is a reorder
         self.duplicates = 0
         self.reorders = 0
         self.first_gap = None
+        self.refused = refused if refused is not None else set()
 
     def see(self, seq: int) -> None:
         self.received += 1
         expected = self.next_expected
+        while expected in self.refused and expected < seq:
+            expected += 1
         if seq == expected:
             self.next_expected = seq + 1
         elif seq > expected:
             if self.first_gap is None:
                 self.first_gap = {"expected": expected, "got": seq}
-            self.missing.update(range(expected, seq))
+            self.missing.update(n for n in range(expected, seq) if n not in self.refused)
             self.next_expected = seq + 1
         elif seq in self.missing:
             self.missing.discard(seq)
@@ -41,16 +50,21 @@ class Tally:
         else:
             self.duplicates += 1
 
+    def _tail(self, completed: int):
+        return [n for n in range(self.next_expected, completed + 1) if n not in self.refused]
+
     def missing_for(self, completed: int) -> int:
-        """Seqs 1..completed that never arrived (gaps plus the unseen tail)."""
-        tail = max(0, completed - self.next_expected + 1)
-        return len(self.missing) + tail
+        """Seqs 1..completed that never arrived (gaps plus the unseen tail), refused ones aside."""
+        if not self.refused:
+            return len(self.missing) + max(0, completed - self.next_expected + 1)
+        return len(self.missing) + len(self._tail(completed))
 
     def gap_for(self, completed: int):
         if self.first_gap is not None:
             return self.first_gap
-        if completed >= self.next_expected:
-            return {"expected": self.next_expected, "got": None}
+        tail = self._tail(completed)
+        if tail:
+            return {"expected": tail[0], "got": None}
         return None
 
 
@@ -77,13 +91,11 @@ def totals(rows, expected):
 
 def _describe_gap(row):
     gap = row["first_gap"]
-    if gap["got"] is None and gap["expected"] == 1:
+    if gap["got"] is not None:
+        return "thread %d got #%d when #%d was expected" % (row["id"], gap["got"], gap["expected"])
+    if row["received"] == 0 and not row.get("would_block"):
         return "thread %d: none of its %d pings arrived" % (row["id"], row["completed"])
-    if gap["got"] is None and gap["expected"] == row["completed"]:
-        return "thread %d: its last ping #%d never arrived" % (row["id"], gap["expected"])
-    if gap["got"] is None:
-        return "thread %d: #%d to #%d never arrived" % (row["id"], gap["expected"], row["completed"])
-    return "thread %d got #%d when #%d was expected" % (row["id"], gap["got"], gap["expected"])
+    return "thread %d: %d pings from #%d on never arrived" % (row["id"], row["missing"], gap["expected"])
 
 
 def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsupported=None):
@@ -100,7 +112,7 @@ def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsup
         stuck = ["thread %d in %s of #%d (%d completed)" % (r["id"], r["state"], r["attempted"], r["completed"])
                  for r in rows if r["state"] in BUSY_STATES]
         if shutdown_state in BUSY_STATES:
-            stuck.append("shutdown sender in %s" % shutdown_state)
+            stuck.append("main program in %s (shared socket or shutdown message)" % shutdown_state)
         if stuck:
             more = " (+%d more)" % (len(stuck) - 3) if len(stuck) > 3 else ""
             return "deadlock", "no progress while stuck: " + "; ".join(stuck[:3]) + more

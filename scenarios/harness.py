@@ -1,9 +1,10 @@
 """The one scenario harness: flags, control threads, the poll loop, sequence checks, the
 watchdog and the JSON report. A pattern module (pair.py, pubsub.py, ...) holds only its
-socket code: VARIANTS, open_receiver(ctx) and open_sender(ctl, ctx, endpoint, shared); and
-where it differs from the default: unsupported(variant) (default: supported), open_shared(ctx,
+socket code: open_receiver(ctx) and open_sender(ctl, ctx, endpoint, shared); and where it
+differs from the default: unsupported(variant) (default: supported), open_shared(ctl, ctx,
 endpoint, variant) (a socket every control thread shares; default none), recv(sock) (default:
-one frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send).
+one frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send). Its name
+and variants are listed in flags.py.
 
 Shape of a run, as in the reference write-up: a "main loop" thread binds a control and a
 data socket and polls both; N control threads each own a sending socket and send M pings
@@ -14,7 +15,6 @@ classified, reported) even while threads are stuck inside libzmq.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import json
@@ -31,96 +31,46 @@ import traceback
 
 import zmq
 
+from scenarios import flags
 from scenarios.evidence import Tally, classify, thread_rows, totals
 
-PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
-TRANSPORTS = ("inproc", "ipc", "tcp")
 PING = struct.Struct("!cII")          # b"P", thread id, sequence number
 SHUTDOWN = b"S"                       # followed by JSON {"expected": [completed per thread]}
 WATCHDOG_TICK = 0.05                  # seconds: classification lands within stall + this
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scenarios", description=__doc__.split("\n\n")[0])
-    p.add_argument("--pattern", required=True, choices=PATTERNS)
-    p.add_argument("--variant", default=None, help="pattern variant (clientserver: shared, per-thread)")
-    p.add_argument("--transport", default="inproc", choices=TRANSPORTS)
-    p.add_argument("--threads", type=int, default=10, help="control threads (default 10)")
-    p.add_argument("--msgs", type=int, default=1000, help="pings per control thread (default 1000)")
-    p.add_argument("--poll", action="store_true", help="1 ms zmq_poll after connect and after every send")
-    p.add_argument("--sync", default="none", choices=("none", "xpub"),
-                   help="pubsub: each sender is an XPUB that waits for the subscription first")
-    p.add_argument("--sleep", type=float, default=0.0,
-                   help="seconds to wait after the senders finish (the reference used 1; the drain makes it unnecessary)")
-    p.add_argument("--stall", type=float, default=2.0, help="seconds without progress that end a run (default 2)")
-    p.add_argument("--linger", type=int, default=None, help="ZMQ_LINGER (ms) for sending sockets")
-    p.add_argument("--rate", type=float, default=0.0, help="sends per second per thread (0: unlimited)")
-    p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
-    p.add_argument("--nowait", action="store_true", help="non-blocking sends (EAGAIN drops the ping)")
-    p.add_argument("--inject", default=None,
-                   help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T], freeze")
-    p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
-    p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
-    args = p.parse_args(argv)
-    for name in ("threads", "msgs"):
-        if getattr(args, name) < 1:
-            p.error("--%s must be at least 1" % name)
-    if args.stall <= 0 or args.sleep < 0 or args.rate < 0:
-        p.error("--stall must be > 0, --sleep and --rate >= 0")
-    if args.rate and 1.0 / args.rate >= args.stall:
-        p.error("--stall must be longer than the pause between sends (1 / --rate)")
-    if args.sync != "none" and args.pattern != "pubsub":
-        p.error("--sync xpub applies to --pattern pubsub only")
-    pattern = importlib.import_module("scenarios." + args.pattern)
-    args.variant = args.variant or pattern.VARIANTS[0]
-    if args.variant not in pattern.VARIANTS:
-        p.error("--variant for %s must be one of %s" % (args.pattern, ", ".join(pattern.VARIANTS)))
     try:
-        args.fault = parse_inject(args.inject, args.threads, args.msgs)
-    except ValueError as exc:
-        p.error(str(exc))
-    return args, pattern
-
-
-def parse_inject(spec, threads, msgs):
-    """'drop:5' -> ('drop', 0, 5); 'drop:3:5' -> ('drop', 3, 5); 'block-sender' -> ('block-sender', 0, 1)."""
-    if not spec:
-        return None
-    parts = spec.split(":")
-    kind, nums = parts[0], [int(x) for x in parts[1:] if x.isdigit()]
-    if kind not in ("drop", "dup", "swap", "block-sender", "raise", "freeze") or len(nums) != len(parts) - 1:
-        raise ValueError("unknown --inject %r" % spec)
-    if kind in ("drop", "dup", "swap"):
-        if len(nums) not in (1, 2):
-            raise ValueError("--inject %s needs [T:]K" % kind)
-        tid, seq = (0, nums[0]) if len(nums) == 1 else nums
-    else:
-        tid, seq = (nums[0] if nums else 0), 1
-    if not (0 <= tid < threads and 1 <= seq <= msgs - (kind == "swap")):
-        raise ValueError("--inject %s is outside the run's threads/msgs" % spec)
-    return kind, tid, seq
+        args = flags.parse(argv)
+    except flags.FlagError as exc:
+        sys.stderr.write("python -m scenarios: error: %s\n" % exc)
+        sys.exit(2)
+    return args, importlib.import_module("scenarios." + args.pattern)
 
 
 class SenderRecord:
-    """One control thread's own account: how far it got and where it is now."""
-    __slots__ = ("id", "attempted", "completed", "would_block", "state")
+    """One control thread's own account: how far it got and where it is now. `completed`
+    counts sends that returned; `refused` the seqs a non-blocking send gave up on."""
+    __slots__ = ("id", "attempted", "completed", "refused", "state")
 
     def __init__(self, tid):
-        self.id, self.attempted, self.completed, self.would_block, self.state = tid, 0, 0, 0, "not-started"
+        self.id, self.attempted, self.completed, self.state = tid, 0, 0, "not-started"
+        self.refused = set()
 
     def as_dict(self):
         return {"id": self.id, "attempted": self.attempted, "completed": self.completed,
-                "would_block": self.would_block, "state": self.state}
+                "would_block": len(self.refused), "state": self.state}
 
 
 class Ctl:
     """What a pattern's sender code may call: each zmq call goes through `step`, so the
     watchdog always knows which call a stuck thread is in."""
 
-    def __init__(self, run, record):
+    def __init__(self, run, record, blocking=False):
         self.run, self.record, self.sync = run, record, run.args.sync
         self.poll = run.args.poll
-        self.flags = zmq.NOBLOCK if run.args.nowait else 0
+        # --nowait is for the pings; the shutdown message always blocks (blocking=True).
+        self.flags = zmq.NOBLOCK if run.args.nowait and not blocking else 0
         self.owned = []
 
     def step(self, state, fn, *args):
@@ -149,7 +99,7 @@ class Ctl:
         try:
             sock.send(payload, self.flags)
         except zmq.Again:
-            record.would_block += 1
+            record.refused.add(record.attempted)
         record.state = "running"
         self.run.last_progress = time.monotonic()
         if self.poll:
@@ -179,7 +129,7 @@ class Run:
         self.ctx = zmq.Context()
         self.started = self.last_progress = time.monotonic()
         self.senders = [SenderRecord(i) for i in range(args.threads)]
-        self.tallies = [Tally() for _ in range(args.threads)]
+        self.tallies = [Tally(refused=s.refused) for s in self.senders]
         self.shutdown = SenderRecord(-1)
         self.shutdown_received = False
         self.sleeping = False
@@ -208,9 +158,9 @@ class Run:
         rows = thread_rows([s.as_dict() for s in self.senders], self.tallies)
         outcome, reason = classify(rows, self.shutdown_received, stalled, self.shutdown.state,
                                    error=error, unsupported=unsupported)
-        refused = sum(s.would_block for s in self.senders)
-        if refused and outcome == "lost":
-            reason += "; %d sends refused with EAGAIN (--nowait)" % refused
+        refused = sum(len(s.refused) for s in self.senders)
+        if refused:
+            reason += "; %d sends refused with EAGAIN at the sender (--nowait), not counted as lost" % refused
         stall = None
         if stalled:
             stall = {"since_progress_s": round(now - self.last_progress, 3), "stacks": stacks()}
@@ -218,7 +168,7 @@ class Run:
         report = {
             "schema": "zmqlab.run/1",
             "versions": versions(),
-            "params": params(self.args),
+            "params": flags.params(self.args),
             "outcome": outcome, "reason": reason, "classified_by": classified_by,
             "threads": rows,
             "totals": totals(rows, self.args.threads * self.args.msgs),
@@ -379,7 +329,7 @@ class Run:
         return seq + 1
 
     def send_shutdown(self, shared):
-        ctl = Ctl(self, self.shutdown)
+        ctl = Ctl(self, self.shutdown, blocking=True)
         self.shutdown.state = "open"
         sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
         body = json.dumps({"expected": [s.completed for s in self.senders]}).encode()
@@ -390,7 +340,11 @@ class Run:
         stall = self.args.stall
         while True:
             time.sleep(WATCHDOG_TICK)
-            if time.monotonic() - self.last_progress > stall and not self.sleeping:
+            # The main loop owns the drain after the shutdown arrived; a deliberate --sleep
+            # is not a stall (read `sleeping` first: progress() is written before it clears).
+            if self.sleeping or self.shutdown_received:
+                continue
+            if time.monotonic() - self.last_progress > stall:
                 self.emit("watchdog", stalled=True)
 
 
@@ -404,14 +358,6 @@ def stacks():
 def versions():
     return {"pyzmq": zmq.pyzmq_version(), "libzmq": zmq.zmq_version(),
             "draft": bool(zmq.has("draft")), "python": platform.python_version()}
-
-
-def params(args):
-    return {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
-            "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
-            "sleep": args.sleep, "stall": args.stall,
-            "linger": -1 if args.linger is None else args.linger, "rate": args.rate,
-            "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject}
 
 
 def main(argv=None):
@@ -433,7 +379,10 @@ def main(argv=None):
     threading.Thread(target=run.main_loop, name="main-loop", daemon=True).start()
     run.bound.wait()
     try:
-        shared = pattern.open_shared(run.ctx, run.control_ep, args.variant) if hasattr(pattern, "open_shared") else None
+        shared = None
+        if hasattr(pattern, "open_shared"):      # made by the main program, as in the reference
+            shared = pattern.open_shared(Ctl(run, run.shutdown, blocking=True), run.ctx, run.control_ep, args.variant)
+            run.shutdown.state = "not-started"
         run.progress()
         threads = [threading.Thread(target=run.control_thread, args=(i, shared), name="control-%d" % i,
                                     daemon=True) for i in range(args.threads)]

@@ -3,8 +3,6 @@ only one PAIR connection may be active at a time, connects, sends and disconnect
 every single message. --mutex serialises that sequence across threads."""
 import zmq
 
-VARIANTS = ("default",)
-
 
 def open_receiver(ctx):
     return ctx.socket(zmq.PAIR)

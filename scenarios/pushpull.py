@@ -1,8 +1,6 @@
 """PUSH per control thread -> one bound PULL: sends block while no peer is there."""
 import zmq
 
-VARIANTS = ("default",)
-
 
 def open_receiver(ctx):
     return ctx.socket(zmq.PULL)

@@ -4,8 +4,6 @@ The ROUTER prepends the peer's identity frame; the payload is the last frame.
 """
 import zmq
 
-VARIANTS = ("default",)
-
 
 def open_receiver(ctx):
     return ctx.socket(zmq.ROUTER)

@@ -26,12 +26,22 @@ def invoke(*args, **kw):
     (["scenario", "--msgs", "-1", "--backend", "local"], "msgs must be at least 1"),
     (["matrix", "--out", "/proc/zmqlab-nope", "--backend", "local"], "cannot create results directory"),
     (["scenario", "--backend", "podman"], "unknown backend 'podman'"),
+    (["scenario", "--stall", "nan", "--backend", "local"], "--stall must be a finite number"),
+    (["scenario", "--stall", "inf", "--backend", "local"], "--stall must be a finite number"),
+    (["scenario", "--timeout", "-5", "--backend", "local"], "--timeout must be a positive number"),
+    (["scenario", "--inject", "drop:9999", "--backend", "local"], "outside the run's threads/msgs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle):
     proc = invoke(*args)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_bad_backend_leaves_no_results_directory(tmp_path):
+    proc = invoke("matrix", "--backend", "podman", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown backend" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_engine_is_one_line():

@@ -24,10 +24,11 @@ def local():
     backend.close()
 
 
-def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, **kw):
+def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, nowait=False, **kw):
     backend, target = local
     cell = Cell(target.name, pattern, transport, threads=kw.pop("threads", 4), msgs=kw.pop("msgs", 200), **kw)
-    settings = RunSettings(repeat=repeat, stall=stall, extra=("--inject", inject) if inject else ())
+    extra = (("--inject", inject) if inject else ()) + (("--nowait",) if nowait else ())
+    settings = RunSettings(repeat=repeat, stall=stall, extra=extra)
     return run_cell(backend, target, cell, settings)
 
 
@@ -116,6 +117,19 @@ def test_sleep_longer_than_the_stall_window_is_not_a_stall(local):
     verdict = run_cell(backend, target, cell, RunSettings(repeat=1, stall=0.5, sleep=1.5))
     assert verdict.worst == "ok", verdict.summary_line()
     assert verdict.runs[0].report["duration_s"] >= 1.5
+
+
+def test_nowait_refusals_are_counted_apart_from_losses(local):
+    """PAIR with --nowait: sends refused with EAGAIN never entered the transport; every
+    accepted ping is either received or missing, nothing is counted twice."""
+    verdict = run(local, "pair", "tcp", threads=2, msgs=20, repeat=3, nowait=True)
+    for r in verdict.runs:
+        rows = r.report["threads"]
+        assert sum(t["would_block"] for t in rows) > 0
+        for t in rows:
+            if t["state"] == "done":
+                assert t["received"] + t["missing"] + t["would_block"] == t["completed"], t
+        assert r.outcome != "lost" or sum(t["missing"] for t in rows) or not r.report["shutdown_received"]
 
 
 def test_clientserver_on_stock_wheel_is_unsupported_with_reason(local):

@@ -1,0 +1,110 @@
+"""The scenario programs' catalog and flags: pure (no zmq), so the lab validates a cell's
+argv and describes a run exactly as the harness would, without pyzmq on the host.
+
+Adding a pattern: a module scenarios/<name>.py with its socket code, plus its name here.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
+TRANSPORTS = ("inproc", "ipc", "tcp")
+SYNC_MODES = ("none", "xpub")
+# The first variant of a pattern is its primary one.
+VARIANTS = {"clientserver": ("shared", "per-thread")}
+INJECT_KINDS = ("drop", "dup", "swap", "block-sender", "raise", "freeze")
+
+
+def variants(pattern):
+    return VARIANTS.get(pattern, ("default",))
+
+
+class FlagError(ValueError):
+    """A bad flag: the harness prints usage and exits 2; the lab raises a one-line error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise FlagError(message)
+
+
+def _parser():
+    p = _Parser(prog="python -m scenarios",
+                description="One run of an inter-thread signalling scenario; prints one JSON report.")
+    p.add_argument("--pattern", required=True, choices=PATTERNS)
+    p.add_argument("--variant", default=None, help="pattern variant (clientserver: shared, per-thread)")
+    p.add_argument("--transport", default="inproc", choices=TRANSPORTS)
+    p.add_argument("--threads", type=int, default=10, help="control threads (default 10)")
+    p.add_argument("--msgs", type=int, default=1000, help="pings per control thread (default 1000)")
+    p.add_argument("--poll", action="store_true", help="1 ms zmq_poll after connect and after every send")
+    p.add_argument("--sync", default="none", choices=SYNC_MODES,
+                   help="pubsub: each sender is an XPUB that waits for the subscription first")
+    p.add_argument("--sleep", type=float, default=0.0,
+                   help="seconds to wait after the senders finish (the reference used 1; the drain makes it unnecessary)")
+    p.add_argument("--stall", type=float, default=2.0, help="seconds without progress that end a run (default 2)")
+    p.add_argument("--linger", type=int, default=None, help="ZMQ_LINGER (ms, -1 = forever) for sending sockets")
+    p.add_argument("--rate", type=float, default=0.0, help="sends per second per thread (0: unlimited)")
+    p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
+    p.add_argument("--nowait", action="store_true",
+                   help="non-blocking sends: a send refused with EAGAIN is counted as refused, not lost")
+    p.add_argument("--inject", default=None,
+                   help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T], freeze")
+    p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
+    p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
+    return p
+
+
+def parse(argv):
+    """Parsed and cross-checked flags; FlagError (one line) for anything off."""
+    args = _parser().parse_args(argv)
+    for name in ("threads", "msgs"):
+        if getattr(args, name) < 1:
+            raise FlagError("--%s must be at least 1" % name)
+    for name in ("stall", "sleep", "rate"):
+        if not math.isfinite(getattr(args, name)):
+            raise FlagError("--%s must be a finite number" % name)
+    if args.stall <= 0 or args.sleep < 0 or args.rate < 0:
+        raise FlagError("--stall must be > 0, --sleep and --rate >= 0")
+    if args.rate and 1.0 / args.rate >= args.stall:
+        raise FlagError("--stall must be longer than the pause between sends (1 / --rate)")
+    if args.linger is not None and args.linger < -1:
+        raise FlagError("--linger must be -1 (forever) or more")
+    if args.sync != "none" and args.pattern != "pubsub":
+        raise FlagError("--sync xpub applies to --pattern pubsub only")
+    if args.mutex and args.pattern != "pair":
+        raise FlagError("--mutex applies to --pattern pair only")
+    own = variants(args.pattern)
+    args.variant = args.variant or own[0]
+    if args.variant not in own:
+        raise FlagError("--variant for %s must be one of %s" % (args.pattern, ", ".join(own)))
+    args.fault = parse_inject(args.inject, args.threads, args.msgs)
+    return args
+
+
+def parse_inject(spec, threads, msgs):
+    """'drop:5' -> ('drop', 0, 5); 'drop:3:5' -> ('drop', 3, 5); 'block-sender' -> ('block-sender', 0, 1)."""
+    if not spec:
+        return None
+    parts = spec.split(":")
+    kind, nums = parts[0], [int(x) for x in parts[1:] if x.isdigit()]
+    if kind not in INJECT_KINDS or len(nums) != len(parts) - 1:
+        raise FlagError("unknown --inject %r" % spec)
+    if kind in ("drop", "dup", "swap"):
+        if len(nums) not in (1, 2):
+            raise FlagError("--inject %s needs [T:]K" % kind)
+        tid, seq = (0, nums[0]) if len(nums) == 1 else nums
+    else:
+        tid, seq = (nums[0] if nums else 0), 1
+    if not (0 <= tid < threads and 1 <= seq <= msgs - (kind == "swap")):
+        raise FlagError("--inject %s is outside the run's threads/msgs" % spec)
+    return kind, tid, seq
+
+
+def params(args):
+    """The parameters a run report states (the lab uses this for runs it classifies itself)."""
+    return {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
+            "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
+            "sleep": args.sleep, "stall": args.stall,
+            "linger": -1 if args.linger is None else args.linger, "rate": args.rate,
+            "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject}
