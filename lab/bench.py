@@ -110,7 +110,7 @@ def docker_figures(target) -> dict:
     noop = time.monotonic() - t0
     figures = measure_overhead(client, target, n=20)
     local_py = LocalBackend(progress=lambda s: None).python(target)
-    local = statistics.median(_timed([str(local_py), "-c", "pass"], os.environ) * 1e3 for _ in range(10))
+    local = statistics.median(_timed([str(local_py), "-c", "pass"], os.environ)[0] * 1e3 for _ in range(10))
     figures.update(noop_rebuild_s=noop, local_python_ms=local)
     return figures
 
