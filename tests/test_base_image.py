@@ -7,28 +7,20 @@ import tarfile
 import time
 
 import pytest
+from conftest import docker_unavailable
 
 from lab import base_image
 from lab.errors import LabError
 
-REQUIRE = os.environ.get("ZMQLAB_REQUIRE_DOCKER") == "1"
 
 
 def _skip_or_fail(reason: str):
-    if REQUIRE:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    docker_unavailable(reason)
 
 
 @pytest.fixture(scope="module")
-def client():
-    docker = pytest.importorskip("docker")
-    try:
-        cli = docker.from_env(timeout=10)
-        cli.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
-        _skip_or_fail(f"no Docker engine: {exc}")
-    return cli
+def client(engine_client):
+    return engine_client
 
 
 def test_debootstrap_command_is_minbase_with_python(tmp_path):

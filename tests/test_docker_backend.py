@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import docker_unavailable
 
 from lab import engine
 from lab.errors import LabError
@@ -27,7 +28,6 @@ from lab.targets import Target, load_targets
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = "zmqlab-target:pyzmq-25.1.2"
-REQUIRE = os.environ.get("ZMQLAB_REQUIRE_DOCKER") == "1"
 
 # The stand-in scenario program bind-mounted instead of the repo's scenarios/.
 SCENARIO_MAIN = r'''
@@ -101,20 +101,9 @@ elif cmd == "sandbox":
 
 # ------------------------------------------------------------------ fixtures
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"ZMQLAB_REQUIRE_DOCKER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def client():
-    try:
-        c = engine.connect()
-    except LabError as exc:
-        _unavailable(str(exc))
-    yield c
-    c.close()
+def client(engine_client):
+    return engine_client
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +114,7 @@ def image(client, built_images):
     try:
         client.images.get(name)
     except docker.errors.ImageNotFound:
-        _unavailable(f"image {name} is not built (run `invoke images`, or set ZMQLAB_TEST_IMAGE)")
+        docker_unavailable(f"image {name} is not built (run `invoke images`, or set ZMQLAB_TEST_IMAGE)")
     repo, tag = name.rsplit(":", 1)
     if name == DEFAULT_IMAGE:
         target = next(t for t in load_targets() if t.name == tag)

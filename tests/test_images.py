@@ -7,18 +7,17 @@ images (zmqlab-target:test-*) from the cached pyzmq-25.1.2 wheel and remove them
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 import uuid
 
 import pytest
+from conftest import docker_unavailable
 
 from lab import images
 from lab.errors import LabError
 from lab.targets import KINDS, load_targets
 
-REQUIRE = os.environ.get("ZMQLAB_REQUIRE_DOCKER") == "1"
 TARGETS = load_targets()
 BUILDABLE = [t for t in TARGETS if not t.broken]
 # A recipe step that reaches for the network would make the build depend on the internet.
@@ -26,20 +25,12 @@ NETWORK_WORDS = ("curl ", "wget ", "pip download", "apt-get install", "apt-get u
 
 
 def _skip_or_fail(reason: str):
-    if REQUIRE:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    docker_unavailable(reason)
 
 
 @pytest.fixture(scope="module")
-def client():
-    docker = pytest.importorskip("docker")
-    try:
-        cli = docker.from_env(timeout=10)
-        cli.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means "no engine"
-        _skip_or_fail(f"no Docker engine: {exc}")
-    return cli
+def client(engine_client):
+    return engine_client
 
 
 def _pin(name: str):
