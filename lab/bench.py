@@ -25,7 +25,7 @@ from lab.runner import RunSettings, run_cell
 from lab.targets import load_targets, select
 
 BENCH_TARGET = "pyzmq-25.1.2"
-THREADS, MSGS, ROUNDS = 100, 1000, 7
+THREADS, MSGS, ROUNDS = 100, 1000, 15
 
 # The bare loop: what the harness does minus the harness (no poll loop, no sequence checks,
 # no watchdog, no report) -- one PULL, THREADS PUSH threads, MSGS sends each.
@@ -78,8 +78,12 @@ def harness_overhead(python: Path) -> dict:
             runs["bare_work"].append(float(out))
     finally:
         os.unlink(fh.name)
+    # 100 threads contend for the GIL, so single runs scatter widely on a 2-core VM: report
+    # the median and the best of each (the best is what the code costs without interference).
     m = {k: statistics.median(v) for k, v in runs.items()}
+    m.update({k + "_best": min(v) for k, v in runs.items()})
     m["ratio"] = m["harness_work"] / m["bare_work"]
+    m["ratio_best"] = m["harness_work_best"] / m["bare_work_best"]
     m["wall_ratio"] = m["harness"] / m["bare"]
     return m
 
@@ -148,8 +152,10 @@ def main(backend: str = "auto", stall: float = 2.0, time_matrix: bool = False, c
     print("zmqlab bench on %s (%d cores), target %s" % (os.uname().nodename, os.cpu_count(), target.name))
     h = harness_overhead(local.python(target))
     print("\n1. harness vs bare pyzmq loop, pushpull %dx%d inproc, median of %d" % (THREADS, MSGS, ROUNDS))
-    print("   the work (context to last ping): harness %.3f s   bare loop %.3f s   ratio %.2fx (goal <= 1.25x)" % (
+    print("   the work (context to last ping), median: harness %.3f s   bare loop %.3f s   ratio %.2fx (goal <= 1.25x)" % (
         h["harness_work"], h["bare_work"], h["ratio"]))
+    print("   the work, best of %d:          harness %.3f s   bare loop %.3f s   ratio %.2fx" % (
+        ROUNDS, h["harness_work_best"], h["bare_work_best"], h["ratio_best"]))
     print("   whole process (interpreter start and imports included): harness %.3f s   bare %.3f s   ratio %.2fx" % (
         h["harness"], h["bare"], h["wall_ratio"]))
     print("\n2. hang to verdict (stall window %.1f s; goal: classified within stall + 1 s)" % stall)
