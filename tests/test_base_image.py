@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-import time
 
 import pytest
 from conftest import docker_unavailable
@@ -59,13 +58,13 @@ def test_images_are_told_not_to_write_bytecode():
 
 @pytest.mark.docker
 @pytest.mark.parametrize("suite", ["bookworm", "bullseye"])
-def test_existing_base_is_reused_quickly_and_works(client, suite):
+def test_existing_base_is_reused_and_works(client, built_images, suite):
+    """Once made (the session's image builds make both bases), a base is reused, not re-made:
+    any progress line would mean debootstrap ran again. (Its speed is `invoke bench`'s job.)"""
     ref = base_image.base_ref(suite)
     if base_image.get_image(client, ref) is None:
         _skip_or_fail(f"{ref} is not made; run `invoke images`")
-    start = time.monotonic()
     image_id = base_image.ensure_base(client, suite, progress=lambda s: pytest.fail(f"rebuilt: {s}"))
-    assert time.monotonic() - start < 2.0
     assert image_id == client.images.get(ref).id
     assert client.images.get(ref).labels.get("org.zmqlab") == "1"
     out = client.containers.run(ref, ["python3", "-c", "import venv, ensurepip, sys; print(sys.version_info[:2])"],
@@ -75,7 +74,7 @@ def test_existing_base_is_reused_quickly_and_works(client, suite):
 
 
 @pytest.mark.docker
-def test_builder_has_a_compiler(client):
+def test_builder_has_a_compiler(client, built_images):
     ref = base_image.base_ref("bookworm", "builder")
     if base_image.get_image(client, ref) is None:
         _skip_or_fail(f"{ref} is not made")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 import uuid
 
 import pytest
@@ -112,15 +111,13 @@ def test_image_honours_the_contract_and_its_pin(client, built_images, name):
 
 
 @pytest.mark.docker
-def test_second_build_is_a_quick_no_op(client, built_images):
+def test_second_build_is_a_no_op(client, built_images):
+    """Up-to-date images are skipped, not rebuilt (how fast that is: `invoke bench`)."""
     ready = [t for t in BUILDABLE if images.image_ready(client, t)]
     if not ready:
         _skip_or_fail("no target image is built")
-    start = time.monotonic()
     results = images.build_images(client, ready, progress=lambda s: None)
-    took = time.monotonic() - start
     assert [r.status for r in results] == ["skipped"] * len(ready)
-    assert took <= 5.0, f"no-op build of {len(ready)} images took {took:.1f} s"
 
 
 @pytest.mark.docker
