@@ -25,7 +25,7 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = (), build: bool = True):
+def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = ()):
     """'docker' or 'local', or 'auto': Docker when an engine answers, else local (said on screen).
     With Docker, images the targets need are built first (offline, cached)."""
     if name not in ("auto", "docker", "local"):
@@ -40,7 +40,7 @@ def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = (), bui
     else:
         from lab.backends.docker import DockerBackend   # the SDK only when Docker is used
         client = engine.connect()
-        if build and targets:
+        if targets:
             ensure_images(client, targets)
         backend = DockerBackend(run_id, client=client)
     say("Backend: " + backend.description)
