@@ -87,6 +87,20 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",
+            "repeat": "runs per configuration and target (the verdict's interval narrows with more)",
+            "stall": COMMON["stall"], "backend": COMMON["backend"],
+            "out": "results root; the run writes OUT/<run-id>/ with every verdict and reproduce.md",
+            "markdown": "also write the report here (e.g. docs/results/DATE-reproduce.md)"})
+@lab_task
+def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="results", markdown=None):
+    """Re-run every configuration the write-up publishes (PUB/SUB, PAIRs, PUSH/PULL, CLIENT/SERVER,
+    as the original programs run them) on each target; print the write-up's claim, the lab's
+    verdict and whether they agree. Exit 1 when any disagree."""
+    from lab import app
+    sys.exit(app.reproduce(targets, repeat, stall, backend, out, markdown))
+
+
+@task(help={"targets": "comma list of targets, or 'all' (default)",
             "base": "re-make the debootstrapped base images and rebuild on them"})
 @lab_task
 def images(c, targets="all", base=False):

@@ -119,3 +119,49 @@ def _check_writable(folder: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise LabError("cannot write to %s: %s" % (folder, exc.strerror)) from None
+
+
+def reproduce(targets: str, repeat: int, stall: float, backend: str, out: str,
+              markdown_path: str | None) -> int:
+    """Run every configuration the write-up publishes on every chosen target, judge each
+    against the write-up's claim, print agree/disagree, and write reproduce.md (also to
+    `markdown_path`). Exit 1 when any target disagrees with the write-up."""
+    from lab import reproduce as rep
+    chosen = select(load_targets(), targets)
+    settings = RunSettings(repeat=repeat, stall=stall, sleep=rep.SEED_SLEEP_S)
+    for claim in rep.CLAIMS:
+        scenario_flags(claim.cell(chosen[0].name), settings)     # bad flags fail first
+    if markdown_path:
+        _check_writable(Path(markdown_path).parent)
+    run_dir, runner = open_run(out, backend, chosen)
+    todo = [(t, c) for t in chosen for c in rep.CLAIMS if rep.applies(c, t.draft)]
+    say("Results: %s (%d configurations x %d runs)" % (run_dir, len(todo), repeat))
+    judgements = []
+    try:
+        for target in chosen:
+            reason = runner.prepare(target)
+            if reason:
+                say("skipping %s: %s" % (target.name, reason))
+                continue
+            for claim in rep.CLAIMS:
+                if not rep.applies(claim, target.draft):
+                    continue
+                say("[%d/%d] %s on %s" % (len(judgements) + 1, len(todo), claim.title, target.name))
+                verdict = run_cell(runner, target, claim.cell(target.name), settings)
+                results.save_verdict(run_dir, verdict)
+                judgements.append(rep.judge(claim, verdict))
+                say("  " + rep.lines([judgements[-1]])[-1].strip())
+            runner.release(target)
+    finally:
+        runner.close()
+        if judgements:
+            header = {"run": run_dir.name, "backend": runner.name, "runs per configuration": repeat,
+                      "stall window": "%g s" % stall, "finished": results.now_iso(),
+                      "complete": len(judgements) == len(todo)}
+            text = rep.markdown(judgements, header, rep.EXPLANATIONS)
+            results.write_text_atomic(run_dir / "reproduce.md", text)
+            if markdown_path:
+                results.write_text_atomic(markdown_path, text)
+                say("Wrote %s" % markdown_path)
+    print("\n".join(rep.lines(judgements)))
+    return 0 if all(j.agrees for j in judgements) else 1

@@ -49,7 +49,10 @@ class RunSettings:
         run is never killed; the in-process watchdog normally ends a stuck run long before."""
         if self.timeout:
             return self.timeout
-        return self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0
+        # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
+        # leaves room for a loaded machine.
+        polls = cell.msgs * 0.005 if cell.poll else 0.0
+        return self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
 
 
 def scenario_flags(cell: Cell, settings: RunSettings):

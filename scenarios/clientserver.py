@@ -1,6 +1,7 @@
 """Draft CLIENT/SERVER: thread-safe sockets, so (as in the reference) one CLIENT made by the
 main program is shared by every control thread ('shared'); 'per-thread' gives each thread
-its own CLIENT. Needs libzmq and pyzmq built with the draft API."""
+its own CLIENT. Needs libzmq and pyzmq built with the draft API. --poll: clientserver.cpp polls
+once, after the shared CLIENT's zmq_connect, never after a send."""
 import zmq
 
 

@@ -8,11 +8,21 @@ from __future__ import annotations
 import argparse
 import math
 
-PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer")
+# The first five mirror the original programs (WallStProg/zmqtests threads/: pairs.cpp,
+# pubsub.cpp, pushpull.cpp, clientserver.cpp; routerdealer is the write-up's "should work like
+# PUSH/PULL" left untried); the rest are the other thread-safe draft socket pairs.
+PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer",
+            "scattergather", "radiodish", "peer", "channel")
 TRANSPORTS = ("inproc", "ipc", "tcp")
 SYNC_MODES = ("none", "xpub")
 # The first variant of a pattern is its primary one.
-VARIANTS = {"clientserver": ("shared", "per-thread")}
+# Thread-safe (draft) sockets: one socket made by the main program shared by every control
+# thread (as clientserver.cpp does), or one per thread.
+THREAD_SAFE = ("clientserver", "scattergather", "radiodish", "peer", "channel")
+VARIANTS = {p: ("shared", "per-thread") for p in THREAD_SAFE}
+# The originals' defaults (threads/common.h): what `python -m scenarios` does with no flags.
+SEED_SLEEP_S = 1.0          # sleepDuration: seconds between the senders' end and the shutdown
+SEED_LINGER_MS = 30000      # linger: ZMQ_LINGER on every socket createSocket() makes
 INJECT_KINDS = ("drop", "dup", "swap", "block-sender", "raise", "freeze")
 
 
@@ -37,13 +47,17 @@ def _parser():
     p.add_argument("--transport", default="inproc", choices=TRANSPORTS)
     p.add_argument("--threads", type=int, default=10, help="control threads (default 10)")
     p.add_argument("--msgs", type=int, default=1000, help="pings per control thread (default 1000)")
-    p.add_argument("--poll", action="store_true", help="1 ms zmq_poll after connect and after every send")
+    p.add_argument("--poll", action="store_true",
+                   help="as the originals' -poll: zmq_poll(POLLIN, 1 ms) on the sending socket after "
+                        "connect, and after every send where the pattern's original did (pubsub, pushpull)")
     p.add_argument("--sync", default="none", choices=SYNC_MODES,
                    help="pubsub: each sender is an XPUB that waits for the subscription first")
-    p.add_argument("--sleep", type=float, default=0.0,
-                   help="seconds to wait after the senders finish (the reference used 1; the drain makes it unnecessary)")
+    p.add_argument("--sleep", type=float, default=SEED_SLEEP_S,
+                   help="seconds to wait after the senders finish, before the shutdown message "
+                        "(default 1, as the originals' -sleep; the lab's drain counts, so 0 is safe)")
     p.add_argument("--stall", type=float, default=2.0, help="seconds without progress that end a run (default 2)")
-    p.add_argument("--linger", type=int, default=None, help="ZMQ_LINGER (ms, -1 = forever) for sending sockets")
+    p.add_argument("--linger", type=int, default=SEED_LINGER_MS,
+                   help="ZMQ_LINGER (ms, -1 = forever) on every socket (default 30000, as the originals' -linger)")
     p.add_argument("--rate", type=float, default=0.0, help="sends per second per thread (0: unlimited)")
     p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
     p.add_argument("--nowait", action="store_true",
@@ -68,7 +82,7 @@ def parse(argv):
         raise FlagError("--stall must be > 0, --sleep and --rate >= 0")
     if args.rate and 1.0 / args.rate >= args.stall:
         raise FlagError("--stall must be longer than the pause between sends (1 / --rate)")
-    if args.linger is not None and args.linger < -1:
+    if args.linger < -1:
         raise FlagError("--linger must be -1 (forever) or more")
     if args.sync != "none" and args.pattern != "pubsub":
         raise FlagError("--sync xpub applies to --pattern pubsub only")
@@ -106,5 +120,5 @@ def params(args):
     return {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
             "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
             "sleep": args.sleep, "stall": args.stall,
-            "linger": -1 if args.linger is None else args.linger, "rate": args.rate,
+            "linger": args.linger, "rate": args.rate,
             "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject}

@@ -68,7 +68,13 @@ class Ctl:
 
     def __init__(self, run, record, blocking=False):
         self.run, self.record, self.sync = run, record, run.args.sync
-        self.poll = run.args.poll
+        # --poll is the originals' -poll: zmq_poll for POLLIN, 1 ms, on the *sending* socket.
+        # Nothing ever arrives there, so each call waits its millisecond while libzmq runs the
+        # socket's pending commands (the libzmq#2267 work-around). pubsub.cpp and pushpull.cpp
+        # poll after connect and after every send; pairs.cpp and clientserver.cpp after connect
+        # only; a pattern says which with POLL_AFTER_SEND.
+        self.poll_after_connect = run.args.poll
+        self.poll_after_send = run.args.poll and getattr(run.pattern, "POLL_AFTER_SEND", False)
         # --nowait is for the pings; the shutdown message always blocks (blocking=True).
         self.flags = zmq.NOBLOCK if run.args.nowait and not blocking else 0
         self.owned = []
@@ -81,29 +87,29 @@ class Ctl:
         return result
 
     def socket(self, ctx, kind):
-        sock = ctx.socket(kind)
-        if self.run.args.linger is not None:
-            sock.setsockopt(zmq.LINGER, self.run.args.linger)
+        sock = self.run.socket(kind)
         self.owned.append(sock)
         return sock
 
     def connect(self, sock, endpoint):
         self.step("connect", sock.connect, endpoint)
-        if self.poll:
-            self.step("poll", sock.poll, 1, zmq.POLLOUT)
+        if self.poll_after_connect:
+            self.step("poll", sock.poll, 1, zmq.POLLIN)
 
-    def send(self, sock, payload):
+    def send(self, sock, payload, **kw):
+        """One ping: refused (EAGAIN under --nowait) is recorded, never raised. `kw` carries a
+        draft socket's group= or routing_id=."""
         # The hot path: step() inlined, since every ping of every thread passes here.
         record = self.record
         record.state = "send"
         try:
-            sock.send(payload, self.flags)
+            sock.send(payload, self.flags, **kw)
         except zmq.Again:
             record.refused.add(record.attempted)
         record.state = "running"
         self.run.last_progress = time.monotonic()
-        if self.poll:
-            self.step("poll", sock.poll, 1, zmq.POLLOUT)
+        if self.poll_after_send:
+            self.step("poll", sock.poll, 1, zmq.POLLIN)
 
     @contextlib.contextmanager
     def serialised(self):
@@ -139,11 +145,17 @@ class Run:
         self.pair_lock = threading.Lock()
         self.emit_lock = threading.Lock()
         self.tmpdir = None
-        self.control_ep = self.data_ep = None
+        self.control_ep = None
         self.fault_hold = threading.Event()     # never set: a blocked sender waits on it
 
     def progress(self):
         self.last_progress = time.monotonic()
+
+    def socket(self, kind):
+        """Every socket as the originals' createSocket(): ZMQ_LINGER set (default 30000 ms)."""
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, self.args.linger)
+        return sock
 
     def debug(self, msg):
         if self.args.debug:
@@ -178,13 +190,18 @@ class Run:
             "stall": stall,
             "error": error,
         }
-        sys.stdout.write(json.dumps(report) + "\n")
-        sys.stdout.flush()
-        if not self.args.quiet:
-            sys.stderr.write("%s: %s\n" % (outcome, reason))
-        self.cleanup()
-        # Threads may be stuck inside libzmq forever; nothing can join them, so leave now.
-        os._exit(0)
+        try:
+            # os.write, not sys.stdout: a reader that went away (EPIPE) must not leave this
+            # thread holding emit_lock with the process alive forever.
+            write_all(1, (json.dumps(report) + "\n").encode())
+            if not self.args.quiet:
+                write_all(2, ("%s: %s\n" % (outcome, reason)).encode())
+        except OSError:
+            pass
+        finally:
+            self.cleanup()
+            # Threads may be stuck inside libzmq forever; nothing can join them, so leave now.
+            os._exit(0)
 
     def fail(self, where, exc):
         self.debug(traceback.format_exc())
@@ -195,37 +212,54 @@ class Run:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     # --- the threads ---------------------------------------------------------------------
-    def endpoints(self):
+    def endpoint(self):
+        """The control endpoint on --transport (the originals: always inproc://control)."""
         t = self.args.transport
         if t == "inproc":
-            return "inproc://zmqlab-control", "inproc://zmqlab-data"
+            return "inproc://zmqlab-control"
         if t == "ipc":
             self.tmpdir = tempfile.mkdtemp(prefix="zmqlab-")
-            return "ipc://%s/control" % self.tmpdir, "ipc://%s/data" % self.tmpdir
-        return "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"   # ports picked by the OS, never fixed
+            return "ipc://%s/control" % self.tmpdir
+        return "tcp://127.0.0.1:*"          # a port picked by the OS, never fixed
 
     def main_loop(self):
+        """The originals' mainLoop(): zmq_poll on control and data, then ONE message from the
+        first ready socket, and poll again. One message per poll matters: a receiving socket
+        runs its pending commands (new pipes, the SUB's subscription to a new PUB) on entry
+        to zmq_poll, so batching receives would change how soon a new sender is attached."""
         try:
             control = self.pattern.open_receiver(self.ctx)
-            data = self.ctx.socket(zmq.PULL)
-            want_control, want_data = self.endpoints()
-            control.bind(want_control)
-            data.bind(want_data)
+            control.setsockopt(zmq.LINGER, self.args.linger)
+            # The originals' data socket: a SUB bound on tcp loopback that nobody feeds (their
+            # fixed port 5101 becomes a port the OS picks, so parallel runs never collide).
+            data = self.socket(zmq.SUB)
+            control.bind(self.endpoint())
+            data.bind("tcp://127.0.0.1:*")
             self.control_ep = control.getsockopt(zmq.LAST_ENDPOINT).decode()
-            self.data_ep = data.getsockopt(zmq.LAST_ENDPOINT).decode()
             self.bound.set()
             poller = zmq.Poller()
             poller.register(control, zmq.POLLIN)
             poller.register(data, zmq.POLLIN)
-            timeout = None          # block in poll like the reference until the shutdown arrives
+            recv = getattr(self.pattern, "recv", None) or (lambda s: s.recv(zmq.NOBLOCK))
+            poll, take, monotonic = poller.poll, self.take, time.monotonic
+            timeout = None          # block in poll like the originals until the shutdown arrives
             while True:
-                events = dict(poller.poll(timeout))
-                if control in events:
-                    self.drain_control(control)
-                if data in events:
-                    self.drain_data(data)
+                ready = dict(poll(timeout))
+                if ready:
+                    try:
+                        if control in ready:          # `continue` in the originals: control first
+                            take(recv(control))
+                        else:
+                            data.recv(zmq.NOBLOCK)
+                            self.data_received += 1
+                        self.last_progress = monotonic()
+                    except zmq.Again:
+                        pass
                 if self.shutdown_received:
-                    if self.all_in() or time.monotonic() - self.last_progress > self.args.stall:
+                    # The originals stop at the exit message and rely on -sleep for stragglers;
+                    # the lab knows every thread's count, so it drains until all is in, or
+                    # until nothing has moved for the stall window.
+                    if self.all_in() or monotonic() - self.last_progress > self.args.stall:
                         break
                     timeout = 50
         except Exception as exc:  # a poll error must never silently end the loop
@@ -233,42 +267,21 @@ class Run:
             return
         self.emit("harness")
 
-    def drain_control(self, sock):
-        # The hot path of the receiver: in-order pings take the inline branch; anything
-        # else goes to Tally.see, which sorts gaps, reorders and duplicates.
-        recv = getattr(self.pattern, "recv", None) or (lambda s: s.recv(zmq.NOBLOCK))
-        tallies, unpack, monotonic = self.tallies, PING.unpack, time.monotonic
-        n = 0
-        try:
-            while True:
-                msg = recv(sock)
-                n += 1
-                if not n & 255:            # a long batch is progress too, not a stall
-                    self.last_progress = monotonic()
-                if msg[:1] == b"P":
-                    _, tid, seq = unpack(msg)
-                    tally = tallies[tid]
-                    if seq == tally.next_expected:
-                        tally.next_expected = seq + 1
-                        tally.received += 1
-                    else:
-                        tally.see(seq)
-                elif msg[:1] == SHUTDOWN:
-                    self.expected = json.loads(msg[1:].decode())["expected"]
-                    self.shutdown_received = True
-                    self.debug("shutdown received")
-        except zmq.Again:
-            pass
-        self.last_progress = time.monotonic()
-
-    def drain_data(self, sock):
-        while True:
-            try:
-                sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.data_received += 1
-            self.progress()
+    def take(self, msg):
+        """The originals' processControlMsg(): in-order pings take the inline branch; anything
+        else goes to Tally.see, which sorts gaps, reorders and duplicates."""
+        if msg[:1] == b"P":
+            _, tid, seq = PING.unpack(msg)
+            tally = self.tallies[tid]
+            if seq == tally.next_expected:
+                tally.next_expected = seq + 1
+                tally.received += 1
+            else:
+                tally.see(seq)
+        elif msg[:1] == SHUTDOWN:
+            self.expected = json.loads(msg[1:].decode())["expected"]
+            self.shutdown_received = True
+            self.debug("shutdown received")
 
     def all_in(self):
         return all(t.missing_for(n) == 0 for t, n in zip(self.tallies, self.expected))
@@ -346,6 +359,11 @@ class Run:
                 continue
             if time.monotonic() - self.last_progress > stall:
                 self.emit("watchdog", stalled=True)
+
+
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def stacks():

@@ -6,6 +6,9 @@ frame before its first send: the mitigation libzmq's maintainers point to.
 """
 import zmq
 
+# --poll: pubsub.cpp polls (POLLIN, 1 ms) after zmq_connect and after every zmq_send.
+POLL_AFTER_SEND = True
+
 
 def open_receiver(ctx):
     sock = ctx.socket(zmq.SUB)

@@ -4,6 +4,9 @@ The ROUTER prepends the peer's identity frame; the payload is the last frame.
 """
 import zmq
 
+# --poll: as pushpull.cpp (the write-up expects ROUTER/DEALER to behave like PUSH/PULL).
+POLL_AFTER_SEND = True
+
 
 def open_receiver(ctx):
     return ctx.socket(zmq.ROUTER)

@@ -91,6 +91,18 @@ def test_frozen_process_is_killed_and_classified_by_the_lab(local):
     assert not backend.live
 
 
+def test_poll_waits_as_the_originals_do(local):
+    """--poll is the originals' zmq_poll(POLLIN, 1 ms) on the sending socket, after connect and
+    (pushpull.cpp) after every send: nothing arrives there, so each poll waits its millisecond.
+    A lower bound on the run time is the semantic check that it still waits (not a speed goal):
+    2 threads x 500 pings in parallel need at least 500 x 1 ms. A POLLOUT poll returns at once."""
+    verdict = run(local, "pushpull", "inproc", threads=2, msgs=500, poll=True)
+    report = verdict.runs[0].report
+    assert verdict.worst == "ok", verdict.summary_line()
+    assert report["params"]["poll"] is True
+    assert report["duration_s"] >= 0.45, report["duration_s"]
+
+
 @pytest.mark.slow
 def test_pair_deadlocks_with_sender_in_send_and_main_loop_in_poll(local):
     verdict = run(local, "pair", "inproc", threads=1, msgs=1000, repeat=3, stall=1.0)

@@ -1,0 +1,178 @@
+"""The write-up's published runs, as claims the lab checks: pure (no I/O), so the judging
+and the report are unit-tested on synthetic verdicts.
+
+Every configuration the write-up ("Inter-thread signaling with ZeroMQ", docs/reference.md)
+prints a run of, in the originals' own setting (WallStProg/zmqtests threads/): control
+endpoint inproc, `-sleep 1`, `-linger 30000`, one process. A claim says what the write-up saw
+and what would contradict it; `judge` compares that with a verdict over N runs and never
+rounds a disagreement into an agreement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from lab.cells import Cell
+from lab.verdicts import Verdict, _pct
+
+TRANSPORT = "inproc"          # the originals' CONTROL_ENDPOINT is inproc://control
+SEED_SLEEP_S = 1.0            # their -sleep default (the scenarios' default too)
+
+
+@dataclass(frozen=True)
+class Claim:
+    title: str                 # the configuration, as the write-up names it
+    pattern: str
+    threads: int
+    msgs: int
+    poll: bool
+    said: str                  # what the write-up saw, in one line
+    fails: str | None          # the failing outcome it reports (None: "works")
+    initial: bool = False      # the loss it reports is of the *first* messages (gap at #1)
+    shutdown: str | None = None   # "lost" / "received": what it says of the shutdown message
+    drafts_only: bool = False  # needs the draft API (CLIENT/SERVER)
+
+    def cell(self, target: str) -> Cell:
+        return Cell(target, self.pattern, TRANSPORT, "default", self.poll, "none", self.threads, self.msgs)
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("PUB/SUB 10×1000", "pubsub", 10, 1000, False,
+          "the initial pings are lost (#17–#19 first received) and the shutdown message is lost",
+          "lost", initial=True, shutdown="lost"),
+    Claim("PUB/SUB 10×1000 -poll", "pubsub", 10, 1000, True,
+          "polling after connect and send *seems* to work with a small number of threads", None),
+    Claim("PUB/SUB 100×1000 -poll", "pubsub", 100, 1000, True,
+          "several threads lose their initial messages (#2–#4 first received); shutdown proceeds",
+          "lost", initial=True, shutdown="received"),
+    Claim("PAIRs 1×1000", "pair", 1, 1000, False,
+          "deadlocks immediately (sent #2, received #1)", "deadlock"),
+    Claim("PAIRs 1×1000 -poll", "pair", 1, 1000, True,
+          "deadlocks, a little later (sent #37, received #36)", "deadlock"),
+    Claim("PUSH/PULL 100×1000", "pushpull", 100, 1000, False, "works: everything delivered", None),
+    Claim("PUSH/PULL 100×1000 -poll", "pushpull", 100, 1000, True, "works: everything delivered", None),
+    Claim("CLIENT/SERVER 100×1000", "clientserver", 100, 1000, False,
+          "works: everything delivered (draft API, one shared CLIENT)", None, drafts_only=True),
+    Claim("CLIENT/SERVER 100×1000 -poll", "clientserver", 100, 1000, True,
+          "works: everything delivered (draft API, one shared CLIENT)", None, drafts_only=True),
+)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    claim: Claim
+    verdict: Verdict
+    agrees: bool
+    why: str                   # the evidence the agreement or disagreement rests on
+
+
+def applies(claim: Claim, draft: bool) -> bool:
+    return draft or not claim.drafts_only
+
+
+def _ci(k: int, v: Verdict) -> str:
+    return f"{k}/{v.n} runs, 95% CI {_pct(v.rate_low)}–{_pct(v.rate_high)}%"
+
+
+def _first_gaps(v: Verdict) -> list[int]:
+    """The seq each gapped thread expected first, over every run (1 = its first message)."""
+    return [t["first_gap"]["expected"] for r in v.runs for t in r.threads if t["first_gap"]]
+
+
+def _shutdown_lost(v: Verdict) -> int:
+    return sum(1 for r in v.runs if r.outcome in ("ok", "lost", "misordered")
+               and not r.report.get("shutdown_received"))
+
+
+def judge(claim: Claim, verdict: Verdict) -> Judgement:
+    """Agree only when the runs show what the write-up reports, of the kind it reports."""
+    counts, failures = verdict.counts, verdict.failures
+    other = ", ".join(f"{o} {counts[o]}" for o in ("error", "deadlock", "lost", "misordered")
+                      if counts[o] and o != claim.fails)
+    if counts["unsupported"] == verdict.n:
+        return Judgement(claim, verdict, False, "unsupported here: " + verdict.runs[0].reason)
+    if claim.fails is None:
+        if failures == 0:
+            return Judgement(claim, verdict, True, f"no failing run ({_ci(0, verdict)})")
+        return Judgement(claim, verdict, False, f"failed {_ci(failures, verdict)} [{other}]")
+    seen = counts[claim.fails]
+    notes = []
+    if other:
+        notes.append("also " + other)
+    agrees = seen > 0
+    if claim.initial and seen:
+        gaps = _first_gaps(verdict)
+        at_one = sum(1 for g in gaps if g == 1)
+        notes.append(f"{at_one} of {len(gaps)} gapped threads lost their first message")
+        agrees = agrees and at_one > 0
+    if claim.shutdown:
+        lost = _shutdown_lost(verdict)
+        notes.append(f"shutdown message lost in {lost}/{verdict.n} runs")
+        if claim.shutdown == "lost":
+            agrees = agrees and lost > 0
+        else:
+            agrees = agrees and lost == 0
+    if claim.fails == "deadlock" and seen:
+        stuck = [t for r in verdict.runs if r.outcome == "deadlock" for t in r.threads]
+        notes.append("stuck after sent #%s, received #%s" % (
+            "/".join(str(t["attempted"]) for t in stuck[:5]), "/".join(str(t["received"]) for t in stuck[:5])))
+    head = f"{claim.fails} in {_ci(seen, verdict)}" if seen else f"never {claim.fails} ({verdict.n} runs)"
+    return Judgement(claim, verdict, agrees, "; ".join([head] + notes))
+
+
+def _verdict_text(v: Verdict) -> str:
+    """The verdict line without its target/cell head (the table names those)."""
+    line = v.summary_line()
+    return line.split(": ", 1)[1] if ": " in line else line
+
+
+def lines(judgements: Sequence[Judgement]) -> list[str]:
+    """The terminal report: per claim, the write-up's line, then one line per target."""
+    out = []
+    for claim in CLAIMS:
+        mine = [j for j in judgements if j.claim == claim]
+        if not mine:
+            continue
+        agree = sum(j.agrees for j in mine)
+        out.append(f"{claim.title} — write-up: {claim.said}  [{agree}/{len(mine)} targets agree]")
+        for j in mine:
+            lib = (j.verdict.versions or {}).get("libzmq", "?")
+            out.append(f"  {'AGREE   ' if j.agrees else 'DISAGREE'} {j.verdict.cell.target} "
+                       f"(libzmq {lib}): {_verdict_text(j.verdict)} — {j.why}")
+    return out
+
+
+def markdown(judgements: Sequence[Judgement], header: dict, explanations: dict[str, str]) -> str:
+    """The report for docs/results/: every claim, every target, every disagreement with its
+    evidence and the explanation given for it (never dropped)."""
+    out = ["# The write-up's runs, reproduced", ""]
+    out += [f"- {k}: {v}" for k, v in header.items()]
+    out += ["", "Each configuration as the originals run it (WallStProg/zmqtests `threads/`): control "
+            "endpoint `inproc`, `-sleep 1`, `-linger 30000`, a 1 ms POLLIN `zmq_poll` on the sending "
+            "socket for `-poll`. *Agree* needs the failure the write-up reports, of its kind "
+            "(first messages, shutdown) in at least one run, or, for \"works\", no failing run at all.", ""]
+    for claim in CLAIMS:
+        mine = [j for j in judgements if j.claim == claim]
+        if not mine:
+            continue
+        agree = sum(j.agrees for j in mine)
+        out += [f"## {claim.title}", "", f"Write-up: *{claim.said}.*", "",
+                f"**{agree} of {len(mine)} targets agree.**", "",
+                "| target | libzmq | verdict | evidence | agrees |", "|---|---|---|---|---|"]
+        for j in mine:
+            lib = (j.verdict.versions or {}).get("libzmq", "?")
+            out.append(f"| {j.verdict.cell.target} | {lib} | {_md(_verdict_text(j.verdict))} | "
+                       f"{_md(j.why)} | {'agree' if j.agrees else '**DISAGREE**'} |")
+        if agree < len(mine):
+            out += ["", "Why they disagree: " + explanations.get(claim.title, "*not explained yet.*")]
+        out.append("")
+    return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+# Why a target disagrees with the write-up, per configuration: filled in from the evidence of
+# the published run (docs/results/*-reproduce.md), so the report never shows a bare mismatch.
+EXPLANATIONS: dict[str, str] = {}
