@@ -47,7 +47,7 @@ COMMON = {
     "msgs": "pings each control thread sends",
     "repeat": "runs per cell; verdicts report the failure rate over them with a 95% interval",
     "stall": "seconds without progress before a run is classified (watchdog)",
-    "sleep": "seconds to wait after the senders finish (the reference used 1; not needed)",
+    "sleep": "seconds between the senders finishing and the shutdown message (originals: 1; matrix default 0, see docs/fidelity.md)",
     "backend": "auto (Docker if an engine answers, else local processes), docker or local",
 }
 
@@ -62,7 +62,7 @@ COMMON = {
                 inject="TEST ONLY fault: drop:[T:]K, dup:K, swap:K, block-sender, raise"))
 @lab_task
 def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", variant="", threads=10, msgs=1000,
-             poll=False, sync="none", sleep=0.0, stall=2.0, repeat=5, backend="auto", json=None,
+             poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
              timeout=0.0, inject=None):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
     from lab import app
