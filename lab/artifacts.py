@@ -2,8 +2,14 @@
 
 Image builds never touch the network: the host fetches every file a target pins, checks its
 sha256 and hands the files to the build as its context. A file whose hash does not match the
-pin is never used (deleted, then one-line LabError), so a changed upstream file or a corrupt
-download cannot slip into an image.
+pin is never used, so a changed upstream file or a corrupt download cannot slip into an image.
+
+A bad pin cannot damage the cache: every download goes to a temporary file of its own beside
+the cache, is verified, and only then renamed over the cached name (so concurrent labs never
+see half a file). A download that does not match its pin is a one-line LabError naming the
+pinned and the actual sha256; it is discarded and nothing already in the cache is touched --
+not even a cached copy that does not match the pin (a wrong pin must not delete a good file).
+File names are single safe path components (lab.targets.check_name).
 
 How a file is fetched:
   * the artifact has a `url` -> plain HTTP(S) GET of that exact file (PyPI file host, Debian pool);
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from lab.errors import LabError
-from lab.targets import Artifact, Target
+from lab.targets import Artifact, Target, check_name
 
 Progress = Callable[[str], None]
 FETCH_TIMEOUT_S = 60
@@ -41,6 +47,18 @@ def artifact_dir() -> Path:
     return cache_root() / "artifacts"
 
 
+def cache_dir(path: Path) -> Path:
+    """`path`, a folder of the cache, made if missing and writable; else a one-line LabError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".zmqlab-write-probe-")
+        probe.close()
+    except OSError as exc:
+        raise LabError(f"cannot use the cache directory {path}: {exc.strerror or exc} "
+                       f"(set XDG_CACHE_HOME to a writable folder)") from None
+    return path
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -49,12 +67,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(path: Path, art: Artifact) -> None:
+def _check(path: Path, art: Artifact, cached_sha: str | None = None) -> None:
+    """The downloaded file at `path` must match the pin; the caller discards it if not."""
     got = sha256_file(path)
     if got != art.sha256:
-        path.unlink(missing_ok=True)
-        raise LabError(f"artifact {art.file}: sha256 mismatch (pinned {art.sha256[:16]}..., "
-                       f"got {got[:16]}...); the file was discarded")
+        hint = "; the cached copy has that hash too: the pin looks wrong" if cached_sha == got else ""
+        raise LabError(f"artifact {art.file}: sha256 mismatch: pinned {art.sha256}, downloaded {got}; "
+                       f"the download was discarded and the cache left as it was{hint}")
 
 
 def _download_url(art: Artifact, dest: Path) -> None:
@@ -62,7 +81,6 @@ def _download_url(art: Artifact, dest: Path) -> None:
         with urllib.request.urlopen(art.url, timeout=FETCH_TIMEOUT_S) as resp, open(dest, "wb") as out:
             shutil.copyfileobj(resp, out, 1 << 20)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        dest.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise LabError(f"artifact {art.file}: cannot fetch {art.url}: {reason}") from None
 
@@ -92,7 +110,7 @@ def pip_download_command(filename: str, dest: Path) -> list[str]:
 
 
 def _download_wheel(art: Artifact, dest: Path, progress: Progress) -> None:
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pip-") as tmp:
         cmd = pip_download_command(art.file, Path(tmp))
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / art.file
@@ -103,26 +121,39 @@ def _download_wheel(art: Artifact, dest: Path, progress: Progress) -> None:
 
 
 def fetch(art: Artifact, progress: Progress = print) -> Path:
-    """Return the cached, hash-checked path of `art`, downloading it when missing or corrupt."""
-    folder = artifact_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / art.file
-    if path.exists():
-        if sha256_file(path) == art.sha256:
-            return path
-        progress(f"  cached {art.file} does not match its pin; fetching it again")
-        path.unlink()
-    partial = folder / (art.file + ".part")
-    if art.url:
-        progress(f"  fetching {art.url}")
-        _download_url(art, partial)
-    elif art.file.endswith(".whl"):
-        progress(f"  pip download {art.file}")
-        _download_wheel(art, partial, progress)
-    else:
+    """Return the cached, hash-checked path of `art`, downloading it when missing or corrupt.
+    Nothing in the cache changes unless a download matched the pin."""
+    check_name(art.file, "artifact")
+    if not art.url and not art.file.endswith(".whl"):
         raise LabError(f"artifact {art.file}: no url pinned and not a wheel; add its url to pins.toml")
-    _check(partial, art)
-    partial.replace(path)
+    folder = cache_dir(artifact_dir())
+    path = folder / art.file
+    cached_sha = None
+    if path.is_file():
+        cached_sha = sha256_file(path)
+        if cached_sha == art.sha256:
+            return path
+        progress(f"  cached {art.file} does not match its pin; fetching it again "
+                 f"(the cached copy stays unless the new one matches)")
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{art.file}.", suffix=".part")
+    os.close(fd)
+    partial: Path | None = Path(name)
+    try:
+        if art.url:
+            progress(f"  fetching {art.url}")
+            _download_url(art, partial)
+        else:
+            progress(f"  pip download {art.file}")
+            _download_wheel(art, partial, progress)
+        _check(partial, art, cached_sha)
+        os.chmod(partial, 0o644)          # mkstemp makes it 0600; a build context reads it
+        os.replace(partial, path)
+        partial = None
+    except OSError as exc:
+        raise LabError(f"artifact {art.file}: cannot store it in {folder}: {exc.strerror or exc}") from None
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return path
 
 

@@ -1,6 +1,8 @@
 """Targets: one pinned pyzmq/libzmq build each, loaded from the pin file (pins.toml)."""
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +10,12 @@ from pathlib import Path
 from lab.errors import LabError
 
 PIN_FILE = Path(__file__).resolve().parent.parent / "pins.toml"
+PIN_FILE_ENV = "ZMQLAB_PINS"          # another pin file (tests, trying a pin out) instead of pins.toml
+# Target names become cache paths (venvs/<name>) and image tags, artifact files become cache
+# paths (artifacts/<file>): one safe component each, never '.', '..' or anything with a '/'.
+# Artifact files may also hold '+' and '~' (Debian versions: 4+b1, 128~dfsg).
+SAFE_NAMES = {"target": re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"),
+              "artifact": re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,199}")}
 KINDS = ("wheel", "bundled-sdist", "libzmq-source", "debian-system")
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 
@@ -41,6 +49,18 @@ class Target:
 _REQUIRED = ("name", "kind", "pyzmq", "libzmq", "draft", "suite", "python")
 
 
+def check_name(value: object, what: str = "target") -> str:
+    """`value` if it is a safe single path component for a `what` ('target' or 'artifact'),
+    else a one-line LabError: no '/', no '..', no leading '.' or '-', nothing outside the set."""
+    text = value if isinstance(value, str) else ""
+    if not SAFE_NAMES[what].fullmatch(text) or ".." in text:
+        extra = " '+' '~'" if what == "artifact" else ""
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise LabError(f"{what} name {shown} is not allowed (letters, digits, '.' '_' '-'{extra}; "
+                       f"starting with a letter or digit; no '..', no '/')")
+    return text
+
+
 def _target(entry: object, index: int, source: str) -> Target:
     if not isinstance(entry, dict):
         raise LabError(f"{source}: target #{index + 1} is not a table")
@@ -48,6 +68,10 @@ def _target(entry: object, index: int, source: str) -> Target:
     missing = [k for k in _REQUIRED if k not in entry]
     if missing:
         raise LabError(f"{where} lacks {', '.join(missing)}")
+    try:
+        check_name(entry["name"], "target")
+    except LabError as exc:
+        raise LabError(f"{source}: {exc}") from None
     if entry["kind"] not in KINDS:
         raise LabError(f"{where} has unknown kind {entry['kind']!r} (known: {', '.join(KINDS)})")
     if not isinstance(entry["draft"], bool):
@@ -56,6 +80,10 @@ def _target(entry: object, index: int, source: str) -> Target:
     for art in entry.get("artifact", []):
         if not isinstance(art, dict) or "file" not in art or "sha256" not in art:
             raise LabError(f"{where}: every artifact needs a file and a sha256")
+        try:
+            check_name(art["file"], "artifact")
+        except LabError as exc:
+            raise LabError(f"{where}: {exc}") from None
         sha = str(art["sha256"])
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise LabError(f"{where}: artifact {art['file']!r} has a malformed sha256")
@@ -89,11 +117,23 @@ def parse_pins(text: str, source: str = "pins.toml") -> tuple[Target, ...]:
     return targets
 
 
-def load_targets(path: Path = PIN_FILE) -> tuple[Target, ...]:
+def pin_file() -> Path:
+    """pins.toml beside lab/, or the file $ZMQLAB_PINS names."""
+    return Path(os.environ.get(PIN_FILE_ENV) or PIN_FILE)
+
+
+def load_targets(path: Path | None = None) -> tuple[Target, ...]:
+    path = pin_file() if path is None else Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise LabError(f"cannot read pin file {path}: {exc.strerror}") from None
+        raise LabError(f"cannot read pin file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LabError(f"{path} is not a text (UTF-8) pin file: undecodable byte at offset {exc.start}") from None
+    if "\0" in text:
+        raise LabError(f"{path} is not a text pin file: it holds NUL bytes")
     return parse_pins(text, source=str(path))
 
 

@@ -158,3 +158,79 @@ def test_link_into_puts_files_in_a_context(tmp_path):
     src.write_bytes(PAYLOAD)
     artifacts.link_into([src], tmp_path / "ctx" / "artifacts")
     assert (tmp_path / "ctx" / "artifacts" / "a.whl").read_bytes() == PAYLOAD
+
+
+# ---- a bad pin cannot damage the cache ----------------------------------------------------
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` with its sha256: what must not change."""
+    return {str(p.relative_to(folder)): artifacts.sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_wrong_pin_leaves_the_good_cached_file_and_names_both_hashes(cache, server):
+    base, _ = server
+    good = Artifact("good-1.0-py3-none-any.whl", PAYLOAD_SHA, f"{base}/good.whl")
+    artifacts.fetch(good, progress=lambda s: None)
+    (cache.parent / "venvs" / "t").mkdir(parents=True)
+    (cache.parent / "venvs" / "t" / "marker").write_text("x")
+    before = snapshot(cache.parent)
+    wrong = Artifact(good.file, "1" * 64, good.url)
+    with pytest.raises(LabError) as err:
+        artifacts.fetch(wrong, progress=lambda s: None)
+    msg = str(err.value)
+    assert "1" * 64 in msg and PAYLOAD_SHA in msg and "pin looks wrong" in msg and "\n" not in msg
+    assert snapshot(cache.parent) == before
+
+
+def test_a_corrupt_download_over_a_corrupt_cached_file_changes_nothing(cache, server):
+    base, _ = server
+    cache.mkdir(parents=True)
+    (cache / "good-1.0-py3-none-any.whl").write_bytes(b"old bytes")
+    before = snapshot(cache)
+    with pytest.raises(LabError, match="sha256 mismatch"):
+        artifacts.fetch(Artifact("good-1.0-py3-none-any.whl", "2" * 64, f"{base}/good.whl"),
+                        progress=lambda s: None)
+    assert snapshot(cache) == before
+
+
+@pytest.mark.parametrize("file", ["..", "../outside.whl", "sub/x.whl", ".hidden"])
+def test_an_artifact_named_as_a_path_is_refused_before_any_io(cache, tmp_path, file):
+    with pytest.raises(LabError, match="not allowed"):
+        artifacts.fetch(Artifact(file, PAYLOAD_SHA, "file:///etc/hostname"), progress=lambda s: None)
+    assert not cache.exists() and not (tmp_path / "xdg" / "zmqlab" / "outside.whl").exists()
+
+
+def test_downloads_go_to_a_temporary_file_then_are_renamed(cache, monkeypatch):
+    art = Artifact("good-1.0-py3-none-any.whl", PAYLOAD_SHA, "file:///unused")
+    seen = []
+
+    def fake_download(a, dest):
+        seen.append(dest)
+        assert dest.parent == cache and dest.name != a.file
+        assert not (cache / a.file).exists(), "the final name appears only once verified"
+        dest.write_bytes(PAYLOAD)
+
+    monkeypatch.setattr(artifacts, "_download_url", fake_download)
+    path = artifacts.fetch(art, progress=lambda s: None)
+    assert path.read_bytes() == PAYLOAD and seen and not seen[0].exists()
+    assert sorted(p.name for p in cache.iterdir()) == [art.file]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_file_urls_work_and_a_mismatch_leaves_no_temporary_file(cache, tmp_path):
+    src = tmp_path / "src.whl"
+    src.write_bytes(PAYLOAD)
+    ok = Artifact("good-1.0-py3-none-any.whl", PAYLOAD_SHA, src.as_uri())
+    assert artifacts.fetch(ok, progress=lambda s: None).read_bytes() == PAYLOAD
+    with pytest.raises(LabError):
+        artifacts.fetch(Artifact("other-1.0-py3-none-any.whl", "3" * 64, src.as_uri()), progress=lambda s: None)
+    assert sorted(p.name for p in cache.iterdir()) == [ok.file]
+
+
+@pytest.mark.parametrize("root", ["/proc/zmqlab-no-cache", __file__ + "/sub"])  # not a folder, even for root
+def test_an_unwritable_cache_is_one_line(monkeypatch, root):
+    monkeypatch.setenv("XDG_CACHE_HOME", root)
+    with pytest.raises(LabError) as err:
+        artifacts.fetch(Artifact("good-1.0-py3-none-any.whl", PAYLOAD_SHA, "file:///nonexistent"),
+                        progress=lambda s: None)
+    assert "cannot use the cache directory" in str(err.value) and "\n" not in str(err.value)
