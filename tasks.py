@@ -1,5 +1,16 @@
-"""zmqlab's Invoke tasks: a thin layer over lab/. `invoke --list` shows them; `invoke --help TASK`
-explains each flag. Errors the user can fix are one line on stderr and exit status 2."""
+"""zmqlab's Invoke tasks: a thin layer over lab/. `./zmqlab --list` shows them; `./zmqlab --help
+TASK` explains each flag.
+
+Exit codes, the same for every task (lab/cli.py maps Invoke's own parse errors onto them):
+  0    fine
+  1    the thing checked failed or got worse (a scenario's verdict failed; compare,
+       upgrade-check, sweep-gate: a cell got worse; reproduce: a disagreement; images: a build)
+  2    usage or input error: one line on stderr, no traceback; every output path (--json,
+       --markdown, --out, --path) is checked before anything runs
+  3    an internal error (a bug): its traceback, then one line
+  130  interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP): the backend has
+       cleaned up and what finished is kept
+"""
 from __future__ import annotations
 
 import functools
@@ -7,34 +18,78 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 
 from invoke import task
 
 from lab.app import MATRIX_DEFAULTS as D
-from lab.errors import LabError
+from lab.cli import check_output_dir, check_output_file
+from lab.errors import Interrupted, LabError
 from lab.runner import RunSettings
+
+USAGE, INTERNAL = 2, 3
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_signals_seen: list[int] = []
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    """First signal: unwind (backends clean up in their finally blocks). A second one while
+    that runs is noted, not obeyed, so it cannot cut the cleanup short; a third forces."""
+    _signals_seen.append(signum)
+    if len(_signals_seen) == 2:
+        sys.stderr.write("\nzmqlab: still cleaning up (signal once more to abandon the cleanup)\n")
+        return
+    raise Interrupted(_signals_seen[0])
 
 
 def lab_task(fn):
-    """One-line errors instead of tracebacks; Ctrl-C ends with 130 after the backend cleaned up."""
+    """The exit-code contract above: one-line errors instead of tracebacks, and a signal ends
+    with 128 + its number after the backend cleaned up (SIGTERM/SIGHUP -- a closed terminal,
+    a CI timeout -- clean up exactly like Ctrl-C)."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
-        # SIGTERM/SIGHUP (a closed terminal, a CI timeout) clean up exactly like Ctrl-C.
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in HANDLED:
             signal.signal(sig, _interrupt)
         try:
             return fn(c, *args, **kwargs)
         except LabError as exc:
-            sys.stderr.write("zmqlab: error: %s\n" % exc)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            sys.stderr.write("\nzmqlab: interrupted; what finished is kept\n")
-            sys.exit(130)
+            sys.stderr.write("zmqlab: error: %s\n" % " ".join(str(exc).split()))
+            sys.exit(USAGE)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            sys.stderr.write("\nzmqlab: %s; what finished is kept\n" % (
+                "interrupted" if signum == signal.SIGINT else "stopped by %s" % signal.Signals(signum).name))
+            sys.exit(128 + signum)
+        except (SystemExit, GeneratorExit):
+            raise
+        except Exception as exc:           # a bug: its traceback for the report, then one line
+            traceback.print_exc()
+            sys.stderr.write("zmqlab: internal error (please report it): %s: %s\n" % (
+                type(exc).__name__, " ".join(str(exc).split())))
+            sys.exit(INTERNAL)
     return wrapper
+
+
+# Upper bounds that keep every derived figure (hard timeouts, totals) representable: far above
+# any useful experiment, low enough that a typo (--threads 100000000000000000000) is refused.
+LIMITS = {"threads": 10_000, "msgs": 100_000_000, "repeat": 100_000, "max_repeat": 100_000}
+BACKENDS = ("auto", "docker", "local")
+
+
+def _check_sizes(**values):
+    for name, value in values.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value < 1:
+            raise LabError("%s must be at least 1" % flag)
+        if value > LIMITS[name]:
+            raise LabError("%s must be at most %d" % (flag, LIMITS[name]))
+
+
+def _check_backend(name):
+    if name not in BACKENDS:
+        raise LabError("unknown backend %r (known: %s)" % (name, ", ".join(BACKENDS)))
 
 
 def _settings(repeat, stall, sleep, timeout=0.0, inject=None):
@@ -66,6 +121,10 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
              timeout=0.0, inject=None):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
     from lab import app
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+    _check_backend(backend)
+    if json is not None:
+        check_output_file(json, "--json")
     code = app.scenario(target, pattern, transport, variant, threads, msgs, poll, sync,
                         _settings(repeat, stall, sleep, timeout, inject), backend, json)
     sys.exit(code)
@@ -82,6 +141,9 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results"):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     from lab import app
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+    _check_backend(backend)
+    check_output_dir(out, "--out")
     app.matrix(targets, patterns, transports, variants, poll, sync, threads, msgs,
                _settings(repeat, stall, sleep), backend, out)
 
@@ -97,6 +159,11 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="resul
     as the original programs run them) on each target; print the write-up's claim, the lab's
     verdict and whether they agree. Exit 1 when any disagree."""
     from lab import app
+    _check_sizes(repeat=repeat)
+    _check_backend(backend)
+    check_output_dir(out, "--out")
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
     sys.exit(app.reproduce(targets, repeat, stall, backend, out, markdown))
 
 
@@ -152,6 +219,9 @@ def test(c, docker=True, slow=True, k=""):
 def bench(c, backend="auto", matrix=False, cold=False):
     """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container overhead."""
     from lab import bench as bench_mod
+    _check_backend(backend)
+    if cold and not matrix:
+        raise LabError("--cold applies to --matrix only")
     bench_mod.main(backend, time_matrix=matrix, cold=cold)
 
 
@@ -182,7 +252,13 @@ def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="au
     """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
     from lab import compare as cmp
     from lab import sweep
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+    _check_backend(backend)
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
     kinds = (sweep.resolve_side(base), sweep.resolve_side(new))
+    if "target" in kinds:
+        check_output_dir(out, "--out")
     if kinds == ("target", "target"):
         base, new = sweep.run_pair(base, new, backend, out, _settings(repeat, stall, 0.0), threads, msgs)
     elif "target" in kinds:
@@ -200,6 +276,11 @@ def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, s
     """Run two targets on the same cells (adding runs where the noise decides), then compare."""
     from lab import compare as cmp
     from lab import sweep
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat, max_repeat=max_repeat)
+    _check_backend(backend)
+    check_output_dir(out, "--out")
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
     base, new = sweep.run_pair(from_, to, backend, out, _settings(repeat, stall, 0.0), threads, msgs,
                                patterns, transports, poll, max_repeat=max_repeat)
     sys.stderr.write("BASE %s\nNEW  %s\n" % (base, new))
@@ -211,6 +292,7 @@ def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, s
 def baseline(c, results, path="baseline/expected.json"):
     """Refresh the expected-verdicts baseline from a results directory."""
     from lab import sweep
+    check_output_file(path, "--path")
     written = sweep.refresh_baseline(results, path)
     print("baseline written to %s" % written)
 
@@ -222,6 +304,8 @@ def baseline(c, results, path="baseline/expected.json"):
 def report(c, results, html=False, junit=False, markdown=False, out=None):
     """Reports from a results directory: HTML heatmap, JUnit XML, Markdown (all three if none chosen)."""
     from lab import render, sweep
+    if out is not None:
+        check_output_dir(out, "--out", "report folder")
     if not (html or junit or markdown):
         html = junit = markdown = True
     if markdown:
@@ -246,6 +330,9 @@ def sweep_run(c, target, out, threads=10, msgs=100, repeat=5, stall=2.0, backend
               patterns="all", transports="all"):
     """Run one target's share of the sweep (every pattern x transport, poll off and on)."""
     from lab import sweep
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+    _check_backend(backend)
+    check_output_dir(out, "--out")
     print(sweep.sweep_run(target, out, backend, _settings(repeat, stall, 0.0, inject=inject), threads, msgs,
                           patterns, transports))
 
@@ -257,6 +344,7 @@ def sweep_run(c, target, out, threads=10, msgs=100, repeat=5, stall=2.0, backend
 def sweep_merge(c, dirs, out):
     """Merge per-target sweep results into one matrix (conflicts are errors)."""
     from lab import sweep
+    check_output_dir(out, "--out")
     print(sweep.sweep_merge([d for d in dirs.split(",") if d.strip()], out))
 
 
@@ -266,4 +354,6 @@ def sweep_merge(c, dirs, out):
 def sweep_gate(c, results, baseline="baseline/expected.json", markdown=None):
     """Compare a sweep against the baseline; exit 1 when a cell got worse than expected."""
     from lab import sweep
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
     _emit_comparison(sweep.sweep_gate(results, baseline), markdown)

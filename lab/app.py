@@ -67,11 +67,16 @@ def ensure_images(client, targets, rebuild_base: bool = False):
 
 def scenario(target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
              poll: bool, sync: str, settings: RunSettings, backend: str, json_path: str | None) -> int:
-    chosen = select(load_targets(), target)[0]
+    from lab.cli import check_output_file
+    names = [n.strip() for n in target.split(",")]
+    if len(names) != 1 or not names[0]:
+        raise LabError("--target takes one target name, got %r (matrix runs several)" % target)
+    chosen = select(load_targets(), names)[0]
     cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
     scenario_flags(cell, settings)
-    if json_path:
-        _check_writable(Path(json_path).parent)
+    settings.hard_timeout(cell)                 # a cell too large to bound fails here, before any run
+    if json_path is not None:
+        check_output_file(json_path, "--json")
     runner = choose_backend(backend, results.new_run_id(), (chosen,))
     try:
         reason = runner.prepare(chosen)

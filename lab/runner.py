@@ -31,6 +31,11 @@ class RunSettings:
     timeout: float | None = None          # hard per-run bound; None: derived from the cell
     extra: tuple[str, ...] = field(default=())   # more scenario flags (e.g. --inject for tests)
 
+    # (class constants, not fields)
+    MAX_SECONDS = 7 * 24 * 3600          # --stall, --sleep, --timeout: beyond this is a typo
+    START_MARGIN_S = 1.0                 # a run's interpreter start and imports, in a --timeout's floor
+    MAX_HARD_TIMEOUT_S = 1e8             # ~3 years: still representable by every clock and timer
+
     def __post_init__(self):
         if self.repeat < 1:
             raise LabError("--repeat must be at least 1")
@@ -43,6 +48,17 @@ class RunSettings:
             raise LabError("--sleep must not be negative")
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise LabError("--timeout must be a positive number of seconds")
+        for name in ("stall", "sleep", "timeout"):
+            value = getattr(self, name)
+            if value is not None and value > self.MAX_SECONDS:
+                raise LabError("--%s must be at most %d seconds (a week)" % (name, self.MAX_SECONDS))
+        # A run is only classified by its own watchdog after --sleep and a --stall window
+        # without progress (plus its start): a hard timeout below that turns every slow start
+        # into a false "deadlock" classified by the lab.
+        floor = self.stall + self.sleep + self.START_MARGIN_S
+        if self.timeout is not None and self.timeout < floor:
+            raise LabError("--timeout %g s is below what a run needs: --stall + --sleep + %g s start = %g s"
+                           % (self.timeout, self.START_MARGIN_S, floor))
 
     def hard_timeout(self, cell: Cell) -> float:
         """Above the stall window by a margin that grows with the work, so a slow but moving
@@ -52,7 +68,11 @@ class RunSettings:
         # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
         # leaves room for a loaded machine.
         polls = cell.msgs * 0.005 if cell.poll else 0.0
-        return self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
+        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
+        if not bound <= self.MAX_HARD_TIMEOUT_S:
+            raise LabError("%s is too large to bound: its hard timeout would be %.3g s; lower --threads "
+                           "or --msgs" % (cell.key, bound))
+        return bound
 
 
 def scenario_flags(cell: Cell, settings: RunSettings):
