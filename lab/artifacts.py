@@ -110,7 +110,8 @@ def pip_download_command(filename: str, dest: Path) -> list[str]:
 
 
 def _download_wheel(art: Artifact, dest: Path, progress: Progress) -> None:
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".pip-") as tmp:
+    from lab.backends.local import lab_id
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".pip-{lab_id()}-") as tmp:
         cmd = pip_download_command(art.file, Path(tmp))
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / art.file
@@ -135,7 +136,9 @@ def fetch(art: Artifact, progress: Progress = print) -> Path:
             return path
         progress(f"  cached {art.file} does not match its pin; fetching it again "
                  f"(the cached copy stays unless the new one matches)")
-    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{art.file}.", suffix=".part")
+    from lab.backends.local import lab_id    # (local imports this module)
+    # Named after the lab: a download cut short by kill -9 is removed at the next start.
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{art.file}.{lab_id()}-", suffix=".part")
     os.close(fd)
     partial: Path | None = Path(name)
     try:

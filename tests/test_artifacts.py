@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import artifacts
+from lab.backends.local import lab_id
 from lab.errors import LabError
 from lab.targets import Artifact, load_targets
 
@@ -207,6 +208,7 @@ def test_downloads_go_to_a_temporary_file_then_are_renamed(cache, monkeypatch):
     def fake_download(a, dest):
         seen.append(dest)
         assert dest.parent == cache and dest.name != a.file
+        assert dest.name.startswith(".%s.%s-" % (a.file, lab_id())), "named after the lab, for the reaper"
         assert not (cache / a.file).exists(), "the final name appears only once verified"
         dest.write_bytes(PAYLOAD)
 

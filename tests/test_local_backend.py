@@ -59,18 +59,23 @@ def test_lab_id_names_this_process_and_tells_the_living_from_the_dead():
 
 
 def test_reap_removes_what_dead_labs_left_and_nothing_else(tmp_path):
-    tmp, venvs = tmp_path / "tmp", tmp_path / "venvs"
+    tmp, venvs, arts = tmp_path / "tmp", tmp_path / "venvs", tmp_path / "artifacts"
     dead, me = dead_lab_id(), lab_id()
-    doomed = [tmp / ("zmqlab-run-%s-abc" % dead), venvs / (".build-%s-pyzmq-1-xyz" % dead)]
-    kept = [tmp / ("zmqlab-run-%s-def" % me), tmp / "zmqlab-run-legacy8ch", tmp / "zmqlab-other",
-            venvs / (".build-%s-pyzmq-1-uvw" % me), venvs / "pyzmq-1"]
-    for d in doomed + kept:
+    doomed_dirs = [tmp / ("zmqlab-run-%s-abc" % dead), venvs / (".build-%s-pyzmq-1-xyz" % dead),
+                   arts / (".pip-%s-k2j_x" % dead)]
+    kept_dirs = [tmp / ("zmqlab-run-%s-def" % me), tmp / "zmqlab-run-legacy8ch", tmp / "zmqlab-other",
+                 venvs / (".build-%s-pyzmq-1-uvw" % me), venvs / "pyzmq-1"]
+    for d in doomed_dirs + kept_dirs:
         (d / "sub").mkdir(parents=True)
         (d / "sub" / "control").write_text("x")
-    gone = reap_orphans(tmp, venvs)
-    assert sorted(gone) == sorted(str(d) for d in doomed)
-    assert not any(d.exists() for d in doomed)
-    assert all((d / "sub" / "control").exists() for d in kept)
+    doomed_files = [arts / (".pyzmq-1-py3-none-any.whl.%s-a1b2c3_d.part" % dead)]
+    kept_files = [arts / (".pyzmq-1-py3-none-any.whl.%s-e4f5g6h7.part" % me), arts / "pyzmq-1-py3-none-any.whl"]
+    for f in doomed_files + kept_files:
+        f.write_text("x")
+    gone = reap_orphans(tmp, venvs, arts)
+    assert sorted(gone) == sorted(str(d) for d in doomed_dirs + doomed_files)
+    assert not any(d.exists() for d in doomed_dirs + doomed_files)
+    assert all((d / "sub" / "control").exists() for d in kept_dirs) and all(f.exists() for f in kept_files)
 
 
 def test_reap_kills_a_marked_process_of_a_dead_lab_only():
@@ -80,7 +85,8 @@ def test_reap_kills_a_marked_process_of_a_dead_lab_only():
     ours = subprocess.Popen(sleeper, env=dict(os.environ, **{LAB_ENV: lab_id()}))
     try:
         time.sleep(0.2)    # the environment is readable once exec is done
-        gone = reap_orphans(Path("/nonexistent-zmqlab-tmp"), Path("/nonexistent-zmqlab-venvs"))
+        nowhere = Path("/nonexistent-zmqlab")
+        gone = reap_orphans(nowhere, nowhere, nowhere)
         assert orphan.wait(timeout=5) == -signal.SIGKILL
         assert "process %d" % orphan.pid in gone
         assert ours.poll() is None, "a live lab's process must be left alone"
@@ -102,13 +108,20 @@ def test_a_new_backend_reaps_at_start(tmp_path, monkeypatch):
     assert said and "labs that died" in said[0]
 
 
-def _venv_python() -> Path | None:
-    python = local.venv_root() / TARGET / "bin" / "python"
-    return python if python.exists() else None
+@pytest.fixture(scope="module")
+def scenario_venv():
+    """The local venv of TARGET in the user's cache (what `./zmqlab scenario --backend local`
+    uses), made once if missing; skipped only when it cannot be made here."""
+    from lab.targets import load_targets, select
+    try:
+        reason = LocalBackend(progress=lambda s: None).prepare(select(load_targets(), TARGET)[0])
+    except LabError as exc:
+        pytest.skip("cannot make the local venv of %s: %s" % (TARGET, exc))
+    if reason:
+        pytest.skip(reason)
 
 
-@pytest.mark.skipif(_venv_python() is None, reason="needs the local venv of %s (run a local scenario once)" % TARGET)
-def test_kill_9_of_the_lab_kills_its_scenario_and_the_next_start_reaps_its_files():
+def test_kill_9_of_the_lab_kills_its_scenario_and_the_next_start_reaps_its_files(scenario_venv):
     """A lab runs a long scenario (ipc: the harness makes its socket dir in the run's TMPDIR);
     kill -9 of the lab; its scenario process is gone within seconds; the next start removes
     the run directory it left."""
@@ -135,7 +148,7 @@ def test_kill_9_of_the_lab_kills_its_scenario_and_the_next_start_reaps_its_files
             time.sleep(0.05)
         assert marked_processes(mark) == [], "scenario processes outlived the lab"
         assert runs[0].exists(), "kill -9 gives the lab no chance to clean up"
-        reap_orphans(tmp)     # what the next start does
+        reap_orphans(tmp)     # what the next start does (its other folders: the user's cache)
         assert not runs[0].exists()
     finally:
         if lab.poll() is None:

@@ -8,9 +8,10 @@ Nothing outlives the lab, even a `kill -9` of it:
     ZMQLAB_LAB=<lab id> in its environment; a process of a dead lab that still carries it is
     killed at the next start (the id is the lab's pid and start time, so a reused pid is no
     live lab);
-  * each run's temporary directory (TMPDIR of the run: the harness's ipc sockets live in it)
-    and each venv being built are named after the lab id; the next start removes those of
-    labs that are gone, as the Docker backend does for its containers.
+  * each run's temporary directory (TMPDIR of the run: the harness's ipc sockets live in it),
+    each venv being built and each partial download (lab/artifacts.py) are named after the
+    lab id; the next start removes those of labs that are gone, as the Docker backend does
+    for its containers.
 Venvs are built under an exclusive file lock (flock) per target, so concurrent labs wait for
 one build instead of racing each other (one deleting the venv the other runs from)."""
 from __future__ import annotations
@@ -81,17 +82,19 @@ def lab_alive(ident: str) -> bool:
     return not (start and now and now != start)
 
 
-def _dead_lab(name: str, prefix: str) -> bool:
-    """True for `prefix<lab id>-...` left by a lab that is gone."""
-    if not name.startswith(prefix):
-        return False
-    match = _LAB_ID.match(name[len(prefix):])
-    return bool(match) and not lab_alive("%s.%s" % match.groups())
+# What a lab leaves on disk, named after its id: (folder, name pattern with pid and start).
+_LEFTOVERS = (
+    ("tmp", re.compile(re.escape(RUN_PREFIX) + r"(\d+)\.(\d+)-")),          # a run's TMPDIR
+    ("venvs", re.compile(r"\.build-(\d+)\.(\d+)-")),                       # a venv being built
+    ("artifacts", re.compile(r"\..+\.(\d+)\.(\d+)-\w+\.part$")),          # a download
+    ("artifacts", re.compile(r"\.pip-(\d+)\.(\d+)-")),                     # a pip download
+)
 
 
-def reap_orphans(tmp_root: str | Path | None = None, venvs: Path | None = None) -> list[str]:
-    """Kill scenario processes and remove run directories and half-built venvs that labs which
-    died (kill -9, a crash) left behind. Returns what it removed, for one line on screen."""
+def reap_orphans(tmp_root: str | Path | None = None, venvs: Path | None = None,
+                 artifact_dir: Path | None = None) -> list[str]:
+    """Kill scenario processes and remove run directories, half-built venvs and partial
+    downloads that labs which died (kill -9, a crash) left behind. Returns what it removed."""
     gone: list[str] = []
     me = os.getpid()
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
@@ -110,16 +113,22 @@ def reap_orphans(tmp_root: str | Path | None = None, venvs: Path | None = None) 
                 gone.append("process %s" % entry)
             except OSError:
                 pass
-    tmp_root = Path(tmp_root or tempfile.gettempdir())
-    for folder, prefix in ((tmp_root, RUN_PREFIX), (venvs or venv_root(), ".build-")):
+    folders = {"tmp": Path(tmp_root or tempfile.gettempdir()), "venvs": Path(venvs or venv_root()),
+               "artifacts": Path(artifact_dir or artifacts.artifact_dir())}
+    for key, pattern in _LEFTOVERS:
         try:
-            names = os.listdir(folder)
+            names = os.listdir(folders[key])
         except OSError:
             continue
         for name in names:
-            if _dead_lab(name, prefix):
-                shutil.rmtree(Path(folder) / name, ignore_errors=True)
-                gone.append(str(Path(folder) / name))
+            match = pattern.match(name)
+            if match and not lab_alive("%s.%s" % match.groups()):
+                path = folders[key] / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                gone.append(str(path))
     return gone
 
 
