@@ -18,9 +18,8 @@ import os
 import re
 import signal
 import sys
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from invoke import Program
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
