@@ -152,9 +152,10 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
             "repeat": "runs per configuration and target (the verdict's interval narrows with more)",
             "stall": COMMON["stall"], "backend": COMMON["backend"],
             "out": "results root; the run writes OUT/<run-id>/ with every verdict and reproduce.md",
-            "markdown": "also write the report here (e.g. docs/results/DATE-reproduce.md)"})
+            "markdown": "also write the report here (e.g. docs/results/DATE-reproduce.md)",
+            "judged": "run nothing: judge the verdicts of this earlier reproduce run directory again"})
 @lab_task
-def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="results", markdown=None):
+def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="results", markdown=None, judged=None):
     """Re-run every configuration the write-up publishes (PUB/SUB, PAIRs, PUSH/PULL, CLIENT/SERVER,
     as the original programs run them) on each target; print the write-up's claim, the lab's
     verdict and whether they agree. Exit 1 when any disagree."""
@@ -164,7 +165,7 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="resul
     check_output_dir(out, "--out")
     if markdown is not None:
         check_output_file(markdown, "--markdown")
-    sys.exit(app.reproduce(targets, repeat, stall, backend, out, markdown))
+    sys.exit(app.reproduce(targets, repeat, stall, backend, out, markdown, judged))
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",

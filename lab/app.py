@@ -127,17 +127,34 @@ def _check_writable(folder: Path) -> None:
 
 
 def reproduce(targets: str, repeat: int, stall: float, backend: str, out: str,
-              markdown_path: str | None) -> int:
+              markdown_path: str | None, judged: str | None = None) -> int:
     """Run every configuration the write-up publishes on every chosen target, judge each
     against the write-up's claim, print agree/disagree, and write reproduce.md (also to
-    `markdown_path`). Exit 1 when any target disagrees with the write-up."""
+    `markdown_path`). With `judged` (a reproduce run directory), run nothing: judge the
+    verdicts saved there again (e.g. after an explanation was added). Exit 1 when any
+    target disagrees with the write-up."""
     from lab import reproduce as rep
+    if markdown_path:
+        _check_writable(Path(markdown_path).parent)
+    if judged:
+        run_dir = Path(judged)
+        order = {t.name: i for i, t in enumerate(load_targets())}
+        saved = sorted(results.load_verdicts(run_dir), key=lambda v: order.get(v.cell.target, len(order)))
+        judgements = rep.judge_saved(saved)
+        if not judgements:
+            raise LabError("%s holds no verdict of a write-up configuration" % run_dir)
+        if (run_dir / "reproduce.json").exists():
+            header = results.read_json(run_dir / "reproduce.json", "reproduce")
+        else:       # a run from before reproduce.json existed: what its verdicts themselves say
+            first = judgements[0].verdict.runs[0].report["params"]
+            header = {"run": run_dir.name, "runs per configuration": max(j.verdict.n for j in judgements),
+                      "stall window": "%g s" % first["stall"], "re-judged": results.now_iso()}
+        _write_reproduce(run_dir, header, judgements, markdown_path)
+        return 0 if all(j.agrees for j in judgements) else 1
     chosen = select(load_targets(), targets)
     settings = RunSettings(repeat=repeat, stall=stall, sleep=rep.SEED_SLEEP_S)
     for claim in rep.CLAIMS:
         scenario_flags(claim.cell(chosen[0].name), settings)     # bad flags fail first
-    if markdown_path:
-        _check_writable(Path(markdown_path).parent)
     run_dir, runner = open_run(out, backend, chosen)
     todo = [(t, c) for t in chosen for c in rep.CLAIMS if rep.applies(c, t.draft)]
     say("Results: %s (%d configurations x %d runs)" % (run_dir, len(todo), repeat))
@@ -160,13 +177,19 @@ def reproduce(targets: str, repeat: int, stall: float, backend: str, out: str,
     finally:
         runner.close()
         if judgements:
-            header = {"run": run_dir.name, "backend": runner.name, "runs per configuration": repeat,
+            header = {"schema": "zmqlab.reproduce/1", "run": run_dir.name, "backend": runner.name, "runs per configuration": repeat,
                       "stall window": "%g s" % stall, "finished": results.now_iso(),
                       "complete": len(judgements) == len(todo)}
-            text = rep.markdown(judgements, header, rep.EXPLANATIONS)
-            results.write_text_atomic(run_dir / "reproduce.md", text)
-            if markdown_path:
-                results.write_text_atomic(markdown_path, text)
-                say("Wrote %s" % markdown_path)
-    print("\n".join(rep.lines(judgements)))
+            results.write_json_atomic(run_dir / "reproduce.json", header, "reproduce")
+            _write_reproduce(run_dir, header, judgements, markdown_path)
     return 0 if all(j.agrees for j in judgements) else 1
+
+
+def _write_reproduce(run_dir: Path, header: dict, judgements, markdown_path: str | None) -> None:
+    from lab import reproduce as rep
+    text = rep.markdown(judgements, header, rep.EXPLANATIONS)
+    results.write_text_atomic(run_dir / "reproduce.md", text)
+    if markdown_path:
+        results.write_text_atomic(markdown_path, text)
+        say("Wrote %s" % markdown_path)
+    print("\n".join(rep.lines(judgements)))

@@ -120,6 +120,14 @@ def judge(claim: Claim, verdict: Verdict) -> Judgement:
     return Judgement(claim, verdict, agrees, "; ".join([head] + notes))
 
 
+def judge_saved(verdicts: Sequence[Verdict]) -> list[Judgement]:
+    """Judge the verdicts of a reproduce run again, in claim order, targets as saved."""
+    out = []
+    for claim in CLAIMS:
+        out += [judge(claim, v) for v in verdicts if v.n and v.cell == claim.cell(v.cell.target)]
+    return out
+
+
 def _verdict_text(v: Verdict) -> str:
     """The verdict line without its target/cell head (the table names those)."""
     line = v.summary_line()
@@ -146,7 +154,7 @@ def markdown(judgements: Sequence[Judgement], header: dict, explanations: dict[s
     """The report for docs/results/: every claim, every target, every disagreement with its
     evidence and the explanation given for it (never dropped)."""
     out = ["# The write-up's runs, reproduced", ""]
-    out += [f"- {k}: {v}" for k, v in header.items()]
+    out += [f"- {k}: {v}" for k, v in header.items() if k != "schema"]
     out += ["", "Each configuration as the originals run it (WallStProg/zmqtests `threads/`): control "
             "endpoint `inproc`, `-sleep 1`, `-linger 30000`, a 1 ms POLLIN `zmq_poll` on the sending "
             "socket for `-poll`. *Agree* needs the failure the write-up reports, of its kind "
