@@ -1,0 +1,55 @@
+"""Draft CHANNEL: the thread-safe exclusive PAIR. The main loop binds one CHANNEL; 'shared' is
+one CHANNEL made by the main program, connected once and shared by every control thread;
+'per-thread' gives each thread its own connected CHANNEL. Like PAIR, a CHANNEL accepts a
+single peer: the bound one keeps its first connection and rejects the others, so
+'per-thread' asks what happens to the senders it rejected (their pings vanish, or their
+sends block). Needs libzmq >= 4.3.3 (NEWS: "New DRAFT socket type: ZMQ_CHANNEL is a
+thread-safe alternative to ZMQ_PAIR"), built with the draft API, and a pyzmq that knows
+the CHANNEL constant (pyzmq 17 does not).
+
+Where the behaviour comes from: the seed programs (WallStProg/zmqtests threads/) tried only
+one thread-safe pair, clientserver.cpp (one CLIENT made by main and shared, -poll only after
+connect); this pattern does the same with CHANNEL in place of CLIENT and plain sends, like
+clientserver.py (not pairs.cpp's connect/send/disconnect per message).
+
+--poll: one poll after each CHANNEL's connect, none after a send (as clientserver.cpp; no
+POLL_AFTER_SEND)."""
+import zmq
+
+
+def unsupported(variant):
+    if not zmq.has("draft"):
+        return ("libzmq %s was built without the draft API (zmq.has('draft') is False): "
+                "CHANNEL sockets are unavailable" % zmq.zmq_version())
+    if not hasattr(zmq, "CHANNEL"):
+        return ("pyzmq %s has no CHANNEL constant (CHANNEL is a libzmq >= 4.3.3 draft; this is libzmq %s)"
+                % (zmq.pyzmq_version(), zmq.zmq_version()))
+    ctx = zmq.Context()
+    try:
+        ctx.socket(zmq.CHANNEL).close(linger=0)
+    except zmq.ZMQError as exc:
+        return ("libzmq %s (pyzmq %s) cannot create a CHANNEL socket (draft since libzmq 4.3.3): %s"
+                % (zmq.zmq_version(), zmq.pyzmq_version(), exc))
+    finally:
+        ctx.term()
+    return None
+
+
+def open_receiver(ctx):
+    return ctx.socket(zmq.CHANNEL)
+
+
+def open_shared(ctl, ctx, endpoint, variant):
+    if variant != "shared":
+        return None
+    sock = ctl.socket(ctx, zmq.CHANNEL)
+    ctl.connect(sock, endpoint)
+    return sock
+
+
+def open_sender(ctl, ctx, endpoint, shared):
+    if shared is not None:
+        return shared
+    sock = ctl.socket(ctx, zmq.CHANNEL)
+    ctl.connect(sock, endpoint)
+    return sock
