@@ -134,15 +134,20 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
                 patterns="comma list or 'all'", transports="comma list or 'all'",
                 variants="'primary' (each pattern's first variant), 'all', or a comma list",
                 poll="'both', 'on' or 'off'", sync="comma list of none,xpub (xpub applies to pubsub)",
+                resume="RUN_DIR of an interrupted matrix: run only its missing cells, with its own "
+                       "parameters (every other flag but --backend is ignored)",
                 out="results root; each run writes OUT/<run-id>/"))
 @lab_task
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
-           repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results"):
+           repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     from lab import app
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
     _check_backend(backend)
+    if resume is not None:
+        app.resume(resume, backend)
+        return
+    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
     check_output_dir(out, "--out")
     app.matrix(targets, patterns, transports, variants, poll, sync, threads, msgs,
                _settings(repeat, stall, sleep), backend, out)
@@ -288,13 +293,14 @@ def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, s
     _emit_comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
 
 
-@task(help={"results": "a results run directory", "path": "the baseline file to refresh"})
+@task(help={"results": "a results run directory", "path": "the baseline file to refresh",
+            "allow_partial": "accept an interrupted (partial) run"})
 @lab_task
-def baseline(c, results, path="baseline/expected.json"):
+def baseline(c, results, path="baseline/expected.json", allow_partial=False):
     """Refresh the expected-verdicts baseline from a results directory."""
     from lab import sweep
     check_output_file(path, "--path")
-    written = sweep.refresh_baseline(results, path)
+    written = sweep.refresh_baseline(results, path, allow_partial)
     print("baseline written to %s" % written)
 
 
@@ -350,11 +356,12 @@ def sweep_merge(c, dirs, out):
 
 
 @task(name="sweep-gate", help={"results": "the merged results directory", "baseline": "expected verdicts",
-                               "markdown": "also write the comparison as Markdown here"})
+                               "markdown": "also write the comparison as Markdown here",
+                               "allow_partial": "gate on an interrupted (partial) run anyway"})
 @lab_task
-def sweep_gate(c, results, baseline="baseline/expected.json", markdown=None):
+def sweep_gate(c, results, baseline="baseline/expected.json", markdown=None, allow_partial=False):
     """Compare a sweep against the baseline; exit 1 when a cell got worse than expected."""
     from lab import sweep
     if markdown is not None:
         check_output_file(markdown, "--markdown")
-    _emit_comparison(sweep.sweep_gate(results, baseline), markdown)
+    _emit_comparison(sweep.sweep_gate(results, baseline, allow_partial), markdown)

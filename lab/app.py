@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lab import engine, render, results
 from lab.backends.local import LocalBackend
-from lab.cells import Cell, expand, parse_list, parse_poll_modes
+from lab.cells import PATTERNS, XPUB_PATTERNS, Cell, expand, parse_list, parse_poll_modes
 from lab.errors import LabError
 from lab.runner import Progress, RunSettings, run_cell, run_matrix, scenario_flags
 from lab.targets import Target, load_targets, select
@@ -98,7 +98,10 @@ def scenario(target: str, pattern: str, transport: str, variant: str, threads: i
 def matrix(targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
            threads: int, msgs: int, settings: RunSettings, backend: str, out: str) -> Path:
     chosen = select(load_targets(), targets)
-    cells = expand(chosen, patterns, transports, poll_modes=parse_poll_modes(poll),
+    chosen_patterns = parse_list(patterns, PATTERNS, "pattern")
+    if sync == MATRIX_DEFAULTS["sync"] and not set(chosen_patterns) & set(XPUB_PATTERNS):
+        sync = "none"           # a default is never an error: xpub just has nothing to apply to
+    cells = expand(chosen, chosen_patterns, transports, poll_modes=parse_poll_modes(poll),
                    variants=None if variants == "primary" else variants,
                    sync_modes=parse_list(sync, ("none", "xpub"), "sync mode"),
                    threads=threads, msgs=msgs)
@@ -107,8 +110,41 @@ def matrix(targets: str, patterns: str, transports: str, variants: str, poll: st
     say("Results: %s (%d cells x %d repeats)" % (run_dir, len(cells), settings.repeat))
     params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
               "sleep": settings.sleep}
+    return _run_matrix(runner, chosen, cells, settings, run_dir, params)
+
+
+def resume(run_dir: str, backend: str) -> Path:
+    """Finish an interrupted `matrix` run in its own directory: only the cells without a
+    verdict file run, with the run's original parameters; then matrix.json is complete."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise LabError("no results directory %s" % folder)
+    if not (folder / results.MATRIX_FILE).exists():
+        raise LabError("%s has no matrix.json: it is not a matrix run (or was killed before it began)" % folder)
+    old = results.load_matrix(folder)
+    p = old.params
+    if "plan" not in p:
+        raise LabError("%s was made by a lab without resume (no cell plan in its matrix.json)" % folder)
+    cells = tuple(Cell.from_dict(c) for c in p["plan"])
+    settings = RunSettings(repeat=p["repeat"], stall=p["stall"], sleep=p["sleep"], timeout=p.get("timeout"),
+                           extra=tuple(p.get("extra") or ()))
+    planned = {c.key for c in cells}
+    done = [v for v in results.load_verdicts(folder) if v.cell.key in planned]
+    missing = len(cells) - len(done)
+    if not missing:
+        say("%s is complete already (%d cells); rewriting matrix.json and matrix.md" % (folder, len(cells)))
+    names = list(dict.fromkeys(c.target for c in cells))
+    chosen = select(load_targets(), names)
+    runner = choose_backend(old.backend.split("+")[0] if backend == "auto" else backend, folder.name, chosen)
+    say("Resuming %s: %d of %d cells left (x %d repeats)" % (folder, missing, len(cells), settings.repeat))
+    params = {k: v for k, v in p.items() if k not in ("plan", "timeout", "extra", "complete")}
+    return _run_matrix(runner, chosen, cells, settings, folder, params, done)
+
+
+def _run_matrix(runner, chosen, cells, settings, run_dir: Path, params: dict, done=()) -> Path:
+    left = len(cells) - len(done)
     built = run_matrix(runner, chosen, cells, settings, run_dir, params,
-                       Progress(len(cells) * settings.repeat))
+                       Progress(left * settings.repeat), done=done)
     print(render.table(built))
     say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))
     return run_dir

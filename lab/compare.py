@@ -100,6 +100,7 @@ class Comparison:
     base_target: str
     new_target: str
     changes: tuple[Change, ...]
+    notes: tuple[str, ...] = ()      # what the reader must know first (partial runs, a run against itself)
 
     def having(self, status: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.status == status)
@@ -213,7 +214,12 @@ def compare(base: Matrix, new: Matrix) -> Comparison:
         v = b.get(i) or n.get(i)
         column = (v.cell.target,) + v.cell.column if mode == "key" else v.cell.column
         pairs.append((column, Side.of(b[i]) if i in b else None, Side.of(n[i]) if i in n else None))
-    return Comparison(base.run_id, new.run_id, mode, ",".join(tb), ",".join(tn), compare_sides(pairs))
+    notes = [f"WARNING: {side} run {m.run_id} is PARTIAL ({len(m.verdicts)} of {m.planned} cells); "
+             f"cells it lacks are not compared" for side, m in (("BASE", base), ("NEW", new)) if m.partial]
+    if base.run_id == new.run_id and base.created == new.created:
+        notes.append(f"WARNING: BASE and NEW are the same run ({base.run_id}): nothing can change")
+    return Comparison(base.run_id, new.run_id, mode, ",".join(tb), ",".join(tn), compare_sides(pairs),
+                      tuple(notes))
 
 
 # ---- rendering (pure) -----------------------------------------------------------------------
@@ -243,7 +249,7 @@ def table(c: Comparison) -> str:
               _MARK[ch.status]) for ch in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(head)]
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
-    out = [_title(c), "", line(head), "-" * (sum(widths) + 6)]
+    out = [_title(c), *c.notes, "", line(head), "-" * (sum(widths) + 6)]
     for ch, r in zip(rows, cells):
         out.append(line(r))
         if ch.status != "unchanged" or ch.reason.startswith("within noise"):
@@ -252,7 +258,7 @@ def table(c: Comparison) -> str:
 
 
 def markdown(c: Comparison) -> str:
-    out = ["# zmqlab comparison", "", _title(c) + "  ", f"**{headline(c)}**", "",
+    out = ["# zmqlab comparison", "", _title(c) + "  ", *(f"**{n}**  " for n in c.notes), f"**{headline(c)}**", "",
            "A cell changed only when the 95% Wilson intervals of its failure rates separate.", ""]
     for status, title in (("worse", "Got worse"), ("better", "Got better"),
                           ("not-compared", "Not compared"), ("unchanged", "Unchanged")):

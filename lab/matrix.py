@@ -74,6 +74,15 @@ class Matrix:
     def _index(self) -> dict:
         return {(v.cell.target, v.cell.column): v for v in self.verdicts}
 
+    @property
+    def partial(self) -> bool:
+        """An interrupted run (`complete: false`): some planned cells have no verdict."""
+        return self.params.get("complete") is False
+
+    @property
+    def planned(self) -> int:
+        return len(self.params.get("plan") or ()) or len(self.verdicts)
+
     # ---- totals ------------------------------------------------------------------------
     def tally(self) -> dict[str, int]:
         """How many cells ended in each verdict outcome."""

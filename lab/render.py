@@ -63,7 +63,11 @@ def header_line(matrix: Matrix) -> str:
 def tally_line(matrix: Matrix) -> str:
     tally = matrix.tally()
     parts = [f"{tally[o]} {o}" for o in sorted(tally, key=SEVERITY.__getitem__) if tally[o]]
-    return f"cells: {len(matrix.verdicts)} ({', '.join(parts) or 'none'})"
+    line = f"cells: {len(matrix.verdicts)} ({', '.join(parts) or 'none'})"
+    if matrix.partial:
+        line = (f"PARTIAL RUN: {len(matrix.verdicts)} of {matrix.planned} cells have a verdict "
+                f"(finish it with `matrix --resume`) · " + line)
+    return line
 
 
 # ---- terminal table ------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def _fsync_dir(directory: Path) -> None:
 def write_json_atomic(path: str | Path, data: dict, kind: str) -> Path:
     """Validate `data` as a `kind` document, then write it atomically (old file kept on failure)."""
     validate(kind, data, source=path)
-    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def cell_file_name(key: str) -> str:
@@ -137,9 +137,11 @@ def read_json(path: str | Path, kind: str) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise LabError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise LabError(f"{path} is not valid JSON: line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise LabError(f"{path} is not valid JSON: {exc}") from None
     expected = SCHEMA_IDS[kind]
     found = data.get("schema") if isinstance(data, dict) else None
     if found != expected:
@@ -149,6 +151,11 @@ def read_json(path: str | Path, kind: str) -> dict:
         raise LabError(f"{path} is not a zmqlab {kind} file (schema: {found!r}, expected {expected})")
     validate(kind, data, source=path)
     return data
+
+
+def _no_constant(name: str):
+    # Python's json reads NaN/Infinity, which JSON does not have; a rate of NaN is a corrupt file.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_verdict(path: str | Path) -> Verdict:

@@ -172,21 +172,46 @@ class Progress:
         self.stream.flush()
 
 
+# matrix.json holds every verdict whole (runs, stacks): tens of MB for a full sweep, so
+# rewriting it after every cell is throttled to this; cells/*.json are written at once.
+MATRIX_REWRITE_S = 10.0
+
+
 def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell], settings: RunSettings,
-               run_dir: Path, params: dict, progress: Progress | None = None) -> matrix_mod.Matrix:
-    """Run every cell, saving each verdict as soon as it is judged (so an interrupted sweep
-    keeps what finished), then write matrix.json and matrix.md."""
+               run_dir: Path, params: dict, progress: Progress | None = None,
+               done: Sequence[Verdict] = ()) -> matrix_mod.Matrix:
+    """Run every cell not already `done` (a resumed run), saving each verdict as soon as it is
+    judged, and matrix.json (marked `complete: false` until the last cell) from the start on
+    and again as cells finish, so no interruption leaves a run without one."""
     if not cells:
         raise LabError("no cells to run")
     for cell in cells[:1]:
         scenario_flags(cell, settings)        # bad flags fail before anything is created
-    progress = progress or Progress(len(cells) * settings.repeat)
-    built = None
+    finished = {v.cell.key for v in done}
+    todo = [c for c in cells if c.key not in finished]
+    progress = progress or Progress(len(todo) * settings.repeat)
     by_name = {t.name: t for t in targets}
-    verdicts = []
+    verdicts = list(done)
+    # What `matrix --resume` needs to finish this run exactly as it was asked for.
+    params = dict(params, plan=[c.to_dict() for c in cells], timeout=settings.timeout, extra=list(settings.extra))
+    created = results.now_iso()
+    last_write = 0.0
+
+    def save(final: bool = False):
+        nonlocal last_write
+        complete = len(verdicts) == len(cells)
+        built = matrix_mod.build(run_dir.name, backend.name, verdicts, params=dict(params, complete=complete),
+                                 targets=targets, created=results.now_iso() if final else created)
+        results.save_matrix(run_dir, built)
+        if final:
+            results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+        last_write = time.monotonic()
+        return built
+
+    save()
     try:
         for target in targets:
-            mine = [c for c in cells if c.target == target.name]
+            mine = [c for c in todo if c.target == target.name]
             if not mine:
                 continue
             reason = backend.prepare(target)
@@ -204,14 +229,10 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                     progress.cell_finished(verdict)
                 results.save_verdict(run_dir, verdict)
                 verdicts.append(verdict)
+                if time.monotonic() - last_write >= MATRIX_REWRITE_S:
+                    save()
             backend.release(target)
     finally:
         backend.close()
-        if verdicts:
-            complete = len(verdicts) == len(cells)
-            built = matrix_mod.build(run_dir.name, backend.name, verdicts,
-                                     params=dict(params, complete=complete), targets=targets,
-                                     created=results.now_iso())
-            results.save_matrix(run_dir, built)
-            results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+        built = save(final=True)
     return built

@@ -119,13 +119,22 @@ def load_baseline(path: str | Path = baseline_mod.DEFAULT_PATH) -> baseline_mod.
     return baseline_mod.from_dict(data, [t.name for t in load_targets()], source=str(path))
 
 
-def sweep_gate(results_path: str | Path, baseline_path: str | Path) -> cmp.Comparison:
+def load_whole(path: str | Path, allow_partial: bool, what: str) -> Matrix:
+    """A run to gate on or take a baseline from: an interrupted one is refused unless asked."""
+    m = load(path)
+    if m.partial and not allow_partial:
+        raise LabError(f"{path} is a partial run ({len(m.verdicts)} of {m.planned} cells): finish it "
+                       f"with `matrix --resume`, or pass --allow-partial to {what} anyway")
+    return m
+
+
+def sweep_gate(results_path: str | Path, baseline_path: str | Path, allow_partial: bool = False) -> cmp.Comparison:
     base = load_baseline(baseline_path)
-    return baseline_mod.gate(base, load(results_path))
+    return baseline_mod.gate(base, load_whole(results_path, allow_partial, "gate on it"))
 
 
-def refresh_baseline(results_path: str | Path, baseline_path: str | Path) -> Path:
-    doc = baseline_mod.from_matrix(load(results_path))
+def refresh_baseline(results_path: str | Path, baseline_path: str | Path, allow_partial: bool = False) -> Path:
+    doc = baseline_mod.from_matrix(load_whole(results_path, allow_partial, "take a baseline from it"))
     baseline_mod.from_dict(doc, [t.name for t in load_targets()], source="the new baseline")
     return results.write_json_atomic(baseline_path, doc, "baseline")
 

@@ -130,3 +130,40 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path, c
     results.save_verdict(tmp_path / "other", classify(tcp, [make_report("ok", tcp)]))
     with pytest.raises(LabError, match="no verdict of a write-up configuration"):
         app.reproduce("all", 10, 2.0, "local", str(tmp_path), None, judged=str(tmp_path / "other"))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_matrix_then_resume_runs_only_the_missing_cells(tmp_path):
+    """A lab killed with SIGKILL leaves matrix.json (written from the start, complete: false)
+    and the verdicts it finished; `matrix --resume` runs only the rest, with the run's own
+    parameters, and the finished run has exactly the cells of an uninterrupted one."""
+    args = ["matrix", "--backend", "local", "--targets", "pyzmq-25.1.2", "--patterns", "pushpull,pair",
+            "--transports", "inproc,tcp", "--poll", "off", "--repeat", "1", "--threads", "2", "--msgs", "20",
+            "--stall", "0.5", "--out", str(tmp_path)]
+    proc = subprocess.Popen([*INVOKE, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    cells = []
+    while time.monotonic() < deadline and len(cells) < 2:
+        cells = glob.glob(str(tmp_path / "*" / "cells" / "*.json"))
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert len(cells) >= 2, "no cells finished in time"
+    run_dir = Path(cells[0]).parents[1]
+    partial = json.loads((run_dir / "matrix.json").read_text())
+    assert partial["params"]["complete"] is False and len(partial["params"]["plan"]) == 4
+    before = {p.name: p.read_bytes() for p in (run_dir / "cells").iterdir()}
+    assert len(before) < 4, "the lab finished before it was killed"
+    gate = invoke("baseline", "--results", str(run_dir), "--path", str(tmp_path / "b.json"))
+    assert gate.returncode == 2 and "partial run" in gate.stderr
+    done = invoke("matrix", "--resume", str(run_dir), "--backend", "local")
+    assert done.returncode == 0, done.stderr
+    assert "Resuming" in done.stderr and f"{4 - len(before)} of 4 cells left" in done.stderr
+    after = {p.name: p.read_bytes() for p in (run_dir / "cells").iterdir()}
+    assert all(after[name] == data for name, data in before.items())      # finished cells untouched
+    whole = json.loads((run_dir / "matrix.json").read_text())
+    assert whole["params"]["complete"] is True
+    assert sorted(v["key"] for v in whole["verdicts"]) == sorted(
+        "pyzmq-25.1.2/%s/%s/default" % (p, t) for p in ("pair", "pushpull") for t in ("inproc", "tcp"))
+    assert whole["params"]["threads"] == 2 and whole["params"]["stall"] == 0.5

@@ -119,3 +119,14 @@ def test_new_inconsistent_verdict_is_worse():
     base = build("b", "local", [make_verdict(["ok"] * 5, make_cell(A, "pushpull"))])
     [change] = cmp.compare(base, build("n", "local", [bad])).changes
     assert change.status == "worse" and "inconsistent" in change.reason
+
+
+def test_partial_runs_and_a_run_against_itself_are_called_out():
+    v = make_verdict(["ok", "ok"])
+    base = build("r1", "local", [v], params={"complete": False, "plan": [{}, {}]}, created="t1")
+    new = build("r2", "local", [v], params={"complete": True}, created="t2")
+    c = cmp.compare(base, new)
+    assert c.notes == ("WARNING: BASE run r1 is PARTIAL (1 of 2 cells); cells it lacks are not compared",)
+    assert c.notes[0] in cmp.table(c) and c.notes[0] in cmp.markdown(c)
+    same = cmp.compare(new, new)
+    assert same.notes == ("WARNING: BASE and NEW are the same run (r2): nothing can change",)

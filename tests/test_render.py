@@ -82,3 +82,11 @@ def test_empty_matrix_renders():
     m = build("r", "local", [])
     assert "(no cells)" in render.table(m)
     assert "None." in render.markdown(m)
+
+
+def test_a_partial_run_says_so_in_every_rendering():
+    whole = build("r1", "local", [make_verdict(["ok"])], params={"complete": True, "plan": [{}, {}]})
+    partial = build("r1", "local", [make_verdict(["ok"])], params={"complete": False, "plan": [{}, {}, {}]})
+    assert "PARTIAL" not in render.table(whole) + render.markdown(whole)
+    for text in (render.table(partial), render.markdown(partial)):
+        assert "PARTIAL RUN: 1 of 3 cells have a verdict" in text and "--resume" in text

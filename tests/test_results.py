@@ -166,3 +166,14 @@ def test_tampered_verdict_file(tmp_path):
     results.write_text_atomic(path, json.dumps(data))
     with pytest.raises(LabError, match=r"default.json: verdict .* says failures=0 but its runs give 1"):
         results.load_verdicts(run)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_corrupt_not_numbers(tmp_path, constant):
+    run = tmp_path / "r"
+    run.mkdir()
+    results.save_matrix(run, make_matrix({("pyzmq-25.1.2", "pubsub", "tcp", "default"): ["lost", "ok"]}))
+    text = (run / "matrix.json").read_text()
+    (run / "matrix.json").write_text(re.sub(r'"rate": [0-9.]+', '"rate": ' + constant, text, count=1))
+    with pytest.raises(LabError, match=f"not valid JSON: {constant} is not a JSON number"):
+        results.load_matrix(run)
