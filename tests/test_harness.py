@@ -171,3 +171,16 @@ def test_bad_flags_are_refused_in_one_line(local, argv, message):
     proc = subprocess.run([str(backend.python(target)), "-m", "scenarios", *argv],
                           env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""
+
+
+def test_a_reader_that_went_away_does_not_keep_the_scenario_alive(local):
+    """`python -m scenarios ... | true`: the report meets a closed pipe (EPIPE); the harness
+    must still end (it used to hang holding its emit lock)."""
+    backend, target = local
+    for extra in ([], ["--inject", "block-sender"]):       # a normal end, and the watchdog's
+        proc = subprocess.Popen([str(backend.python(target)), "-m", "scenarios", "--pattern", "pushpull",
+                                 "--threads", "2", "--msgs", "50", "--stall", "0.5", "--sleep", "0", *extra],
+                                env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        proc.stdout.close()                                 # the reader is gone before the report
+        assert proc.wait(timeout=30) == 0
