@@ -20,7 +20,6 @@ connect); this pattern does the same with PEER in place of CLIENT.
 POLL_AFTER_SEND)."""
 import ctypes
 import os
-import time
 
 import zmq
 
@@ -181,12 +180,4 @@ def open_sender(ctl, ctx, endpoint, shared):
 
 
 def send(ctl, peer, endpoint, payload):
-    # Ctl.send with the routing id: a send refused with EAGAIN (--nowait) is refused, not lost.
-    record = ctl.record
-    record.state = "send"
-    try:
-        peer.sock.send(payload, ctl.flags, routing_id=peer.routing_id)
-    except zmq.Again:
-        record.refused.add(record.attempted)
-    record.state = "running"
-    ctl.run.last_progress = time.monotonic()
+    ctl.send(peer.sock, payload, routing_id=peer.routing_id)

@@ -15,8 +15,6 @@ connect); this pattern does the same with RADIO in place of CLIENT.
 
 --poll: one poll after each RADIO's connect, none after a send (as clientserver.cpp; no
 POLL_AFTER_SEND)."""
-import time
-
 import zmq
 
 GROUP = b"zmqlab"          # libzmq 4.2 allows at most 15 bytes (ZMQ_GROUP_MAX_LENGTH)
@@ -75,12 +73,4 @@ def open_sender(ctl, ctx, endpoint, shared):
 
 
 def send(ctl, sock, endpoint, payload):
-    # Ctl.send with the group: a send refused with EAGAIN (--nowait) is refused, not lost.
-    record = ctl.record
-    record.state = "send"
-    try:
-        sock.send(payload, ctl.flags, group=GROUP)
-    except zmq.Again:
-        record.refused.add(record.attempted)
-    record.state = "running"
-    ctl.run.last_progress = time.monotonic()
+    ctl.send(sock, payload, group=GROUP)
