@@ -20,7 +20,7 @@ from lab.targets import Target
 from lab.verdicts import Verdict, classify, skipped
 from scenarios import flags
 
-STDERR_TAIL = 2000   # characters of a dead run's stderr kept as evidence
+STDERR_TAIL = 20000  # characters of a dead run's stderr kept as evidence (faulthandler stacks)
 
 
 @dataclass(frozen=True)
