@@ -14,18 +14,16 @@ Exit codes, the same for every task (lab/cli.py maps Invoke's own parse errors o
 from __future__ import annotations
 
 import functools
-import os
 import signal
-import subprocess
 import sys
 import traceback
 
 from invoke import task
 
-from lab.app import MATRIX_DEFAULTS as D
-from lab.cli import check_output_dir, check_output_file
-from lab.errors import Interrupted, LabError
-from lab.runner import RunSettings
+from lab import app
+
+D = app.MATRIX_DEFAULTS
+S = app.SWEEP_DEFAULTS
 
 USAGE, INTERNAL = 2, 3
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -39,20 +37,21 @@ def _interrupt(signum, frame):
     if len(_signals_seen) == 2:
         sys.stderr.write("\nzmqlab: still cleaning up (signal once more to abandon the cleanup)\n")
         return
-    raise Interrupted(_signals_seen[0])
+    raise app.Interrupted(_signals_seen[0])
 
 
 def lab_task(fn):
-    """The exit-code contract above: one-line errors instead of tracebacks, and a signal ends
-    with 128 + its number after the backend cleaned up (SIGTERM/SIGHUP -- a closed terminal,
-    a CI timeout -- clean up exactly like Ctrl-C)."""
+    """The exit-code contract above. The task returns the app's Outcome: its text goes to
+    stdout and its code is the exit status. Errors are one line, and a signal ends with
+    128 + its number after the backend cleaned up (SIGTERM/SIGHUP -- a closed terminal, a CI
+    timeout -- clean up exactly like Ctrl-C)."""
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
         for sig in HANDLED:
             signal.signal(sig, _interrupt)
         try:
-            return fn(c, *args, **kwargs)
-        except LabError as exc:
+            outcome = fn(c, *args, **kwargs)
+        except app.LabError as exc:
             sys.stderr.write("zmqlab: error: %s\n" % " ".join(str(exc).split()))
             sys.exit(USAGE)
         except KeyboardInterrupt as exc:
@@ -67,34 +66,10 @@ def lab_task(fn):
             sys.stderr.write("zmqlab: internal error (please report it): %s: %s\n" % (
                 type(exc).__name__, " ".join(str(exc).split())))
             sys.exit(INTERNAL)
+        if outcome.text:
+            print(outcome.text)
+        sys.exit(outcome.code)
     return wrapper
-
-
-# Upper bounds that keep every derived figure (hard timeouts, totals) representable: far above
-# any useful experiment, low enough that a typo (--threads 100000000000000000000) is refused.
-LIMITS = {"threads": 10_000, "msgs": 100_000_000, "repeat": 100_000, "max_repeat": 100_000}
-BACKENDS = ("auto", "docker", "local")
-
-
-def _check_sizes(**values):
-    for name, value in values.items():
-        if value is None:
-            continue
-        flag = "--" + name.replace("_", "-")
-        if value < 1:
-            raise LabError("%s must be at least 1" % flag)
-        if value > LIMITS[name]:
-            raise LabError("%s must be at most %d" % (flag, LIMITS[name]))
-
-
-def _check_backend(name):
-    if name not in BACKENDS:
-        raise LabError("unknown backend %r (known: %s)" % (name, ", ".join(BACKENDS)))
-
-
-def _settings(repeat, stall, sleep, timeout=0.0, inject=None):
-    return RunSettings(repeat=repeat, stall=stall, sleep=sleep, timeout=timeout or None,
-                       extra=("--inject", inject) if inject else ())
 
 
 COMMON = {
@@ -108,9 +83,11 @@ COMMON = {
 
 
 @task(help=dict(COMMON, target="target name from pins.toml (see `invoke targets`)",
-                pattern="pair, pubsub, pushpull, clientserver or routerdealer",
-                transport="inproc, ipc or tcp", variant="pattern variant (clientserver: shared, per-thread)",
-                poll="1 ms zmq_poll after connect and after every send",
+                pattern="pair, pubsub, pushpull, clientserver, routerdealer, scattergather, radiodish, peer or channel",
+                transport="inproc, ipc or tcp",
+                variant="pattern variant (thread-safe patterns: shared, per-thread)",
+                poll="the originals' -poll: 1 ms zmq_poll(POLLIN) on the sending socket after connect "
+                     "(and after every send for pubsub, pushpull, routerdealer)",
                 sync="pubsub only: 'xpub' makes senders wait for the subscription",
                 json="also write the verdict JSON to this path",
                 timeout="hard per-run bound in seconds (default: derived from the cell)",
@@ -120,14 +97,8 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
              timeout=0.0, inject=None):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
-    from lab import app
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
-    _check_backend(backend)
-    if json is not None:
-        check_output_file(json, "--json")
-    code = app.scenario(target, pattern, transport, variant, threads, msgs, poll, sync,
-                        _settings(repeat, stall, sleep, timeout, inject), backend, json)
-    sys.exit(code)
+    return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
+                                                     sync, sleep, stall, repeat, backend, json, timeout, inject))
 
 
 @task(help=dict(COMMON, targets="comma list of targets, or 'all' (default: a quick, useful set)",
@@ -142,35 +113,27 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
-    from lab import app
-    _check_backend(backend)
     if resume is not None:
-        app.resume(resume, backend)
-        return
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
-    check_output_dir(out, "--out")
-    app.matrix(targets, patterns, transports, variants, poll, sync, threads, msgs,
-               _settings(repeat, stall, sleep), backend, out)
+        return app.resume(resume, backend)
+    return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
+                                                msgs, repeat, stall, sleep, backend, out))
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",
             "repeat": "runs per configuration and target (the verdict's interval narrows with more)",
             "stall": COMMON["stall"], "backend": COMMON["backend"],
+            "sleep": "seconds before the shutdown message (default 1, the originals' -sleep)",
             "out": "results root; the run writes OUT/<run-id>/ with every verdict and reproduce.md",
             "markdown": "also write the report here (e.g. docs/results/DATE-reproduce.md)",
             "judged": "run nothing: judge the verdicts of this earlier reproduce run directory again"})
 @lab_task
-def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="results", markdown=None, judged=None):
+def reproduce(c, targets="all", repeat=10, stall=2.0, sleep=1.0, backend="auto", out="results", markdown=None,
+              judged=None):
     """Re-run every configuration the write-up publishes (PUB/SUB, PAIRs, PUSH/PULL, CLIENT/SERVER,
     as the original programs run them) on each target; print the write-up's claim, the lab's
     verdict and whether they agree. Exit 1 when any disagree."""
-    from lab import app
-    _check_sizes(repeat=repeat)
-    _check_backend(backend)
-    check_output_dir(out, "--out")
-    if markdown is not None:
-        check_output_file(markdown, "--markdown")
-    sys.exit(app.reproduce(targets, repeat, stall, backend, out, markdown, judged))
+    return app.reproduce(app.ReproduceRequest.from_cli(targets, repeat, stall, backend, out, markdown, judged,
+                                                       sleep))
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",
@@ -178,25 +141,14 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, backend="auto", out="resul
 @lab_task
 def images(c, targets="all", base=False):
     """Build the pinned Docker images offline (skips those already up to date)."""
-    from lab import app, engine
-    from lab.targets import load_targets, select
-    chosen = select(load_targets(), targets)
-    report = app.ensure_images(engine.connect(), chosen, rebuild_base=base)
-    for r in report:
-        print("%-24s %-8s %6.1fs  %s" % (r.target, r.status, r.seconds, r.detail))
-    if any(r.status == "failed" for r in report):
-        sys.exit(1)
+    return app.images(targets, base)
 
 
 @task
 @lab_task
 def targets(c):
     """List the pinned targets: pyzmq, libzmq, draft API, how each is built."""
-    from lab.targets import load_targets
-    for t in load_targets():
-        print("%-24s pyzmq %-7s libzmq %-6s %-6s %-14s %s%s" % (
-            t.name, t.pyzmq, t.libzmq, "draft" if t.draft else "", t.kind, t.suite,
-            "  BROKEN: " + t.broken if t.broken else ""))
+    return app.targets()
 
 
 @task(help={"docker": "include the Docker-backed tests (they skip when no engine answers, "
@@ -205,16 +157,7 @@ def targets(c):
 @lab_task
 def test(c, docker=True, slow=True, k=""):
     """Set up what the tests need (host packages as root), then run the whole test suite."""
-    from lab import hostsetup
-    if os.geteuid() == 0:
-        hostsetup.apt_install(["debootstrap", "chromium", "shellcheck"], progress=lambda s: print("zmqlab: " + s))
-    args = [sys.executable, "-m", "pytest", "-ra"]
-    marks = [m for m, on in (("docker", docker), ("slow", slow)) if not on]
-    if marks:
-        args += ["-m", " and ".join("not " + m for m in marks)]
-    if k:
-        args += ["-k", k]
-    sys.exit(subprocess.call(args))
+    return app.test(docker, slow, k)
 
 
 @task(help={"backend": "backend for the container-overhead figures (auto/docker/local)",
@@ -224,25 +167,11 @@ def test(c, docker=True, slow=True, k=""):
 @lab_task
 def bench(c, backend="auto", matrix=False, cold=False):
     """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container overhead."""
-    from lab import bench as bench_mod
-    _check_backend(backend)
-    if cold and not matrix:
-        raise LabError("--cold applies to --matrix only")
-    bench_mod.main(backend, time_matrix=matrix, cold=cold)
+    return app.bench(backend, matrix, cold)
 
 
 # --- regression, reports and sweeps ---
 # Exit codes: 0 nothing got worse, 1 something got worse, 2 bad input (one-line error).
-
-def _emit_comparison(comparison, markdown_path=None):
-    from lab import compare as cmp
-    from lab import results
-    print(cmp.table(comparison), end="")
-    if markdown_path:
-        results.write_text_atomic(markdown_path, cmp.markdown(comparison))
-        sys.stderr.write("comparison written to %s\n" % markdown_path)
-    sys.exit(comparison.exit_code)
-
 
 SIZES = {"threads": "control threads per run (sender sockets)", "msgs": "pings each control thread sends",
          "repeat": "runs per cell to start with", "stall": COMMON["stall"], "backend": COMMON["backend"],
@@ -256,20 +185,9 @@ MARKDOWN = {"markdown": "also write the comparison as Markdown to this file"}
 def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", out="results",
             markdown=None):
     """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
-    from lab import compare as cmp
-    from lab import sweep
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
-    _check_backend(backend)
-    if markdown is not None:
-        check_output_file(markdown, "--markdown")
-    kinds = (sweep.resolve_side(base), sweep.resolve_side(new))
-    if "target" in kinds:
-        check_output_dir(out, "--out")
-    if kinds == ("target", "target"):
-        base, new = sweep.run_pair(base, new, backend, out, _settings(repeat, stall, 0.0), threads, msgs)
-    elif "target" in kinds:
-        raise LabError("give two results directories or two target names, not one of each")
-    _emit_comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+    pair = app.PairRequest.from_cli(base, new, threads, msgs, repeat, stall, backend, out, markdown,
+                                    run=app.side_kinds(base, new) == ("target", "target"))
+    return app.compare(base, new, pair if pair.run else None, markdown)
 
 
 @task(name="upgrade-check",
@@ -277,20 +195,11 @@ def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="au
                 max_repeat="most runs a cell gets while its intervals overlap but its rates differ",
                 patterns="comma list or 'all'", transports="comma list or 'all'", poll="'both', 'on' or 'off'"))
 @lab_task
-def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, stall=2.0, backend="auto",
-                  out="results", patterns="all", transports="all", poll="both", markdown=None):
+def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=app.MAX_REPEAT, stall=2.0,
+                  backend="auto", out="results", patterns="all", transports="all", poll="both", markdown=None):
     """Run two targets on the same cells (adding runs where the noise decides), then compare."""
-    from lab import compare as cmp
-    from lab import sweep
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat, max_repeat=max_repeat)
-    _check_backend(backend)
-    check_output_dir(out, "--out")
-    if markdown is not None:
-        check_output_file(markdown, "--markdown")
-    base, new = sweep.run_pair(from_, to, backend, out, _settings(repeat, stall, 0.0), threads, msgs,
-                               patterns, transports, poll, max_repeat=max_repeat)
-    sys.stderr.write("BASE %s\nNEW  %s\n" % (base, new))
-    _emit_comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+    return app.upgrade_check(app.PairRequest.from_cli(from_, to, threads, msgs, repeat, stall, backend, out,
+                                                      markdown, patterns, transports, poll, max_repeat))
 
 
 @task(help={"results": "a results run directory", "path": "the baseline file to refresh",
@@ -298,10 +207,7 @@ def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=20, s
 @lab_task
 def baseline(c, results, path="baseline/expected.json", allow_partial=False):
     """Refresh the expected-verdicts baseline from a results directory."""
-    from lab import sweep
-    check_output_file(path, "--path")
-    written = sweep.refresh_baseline(results, path, allow_partial)
-    print("baseline written to %s" % written)
+    return app.baseline(results, path, allow_partial)
 
 
 @task(help={"results": "a results run directory", "html": "write report.html", "junit": "write junit.xml",
@@ -310,38 +216,25 @@ def baseline(c, results, path="baseline/expected.json", allow_partial=False):
 @lab_task
 def report(c, results, html=False, junit=False, markdown=False, out=None):
     """Reports from a results directory: HTML heatmap, JUnit XML, Markdown (all three if none chosen)."""
-    from lab import render, sweep
-    if out is not None:
-        check_output_dir(out, "--out", "report folder")
-    if not (html or junit or markdown):
-        html = junit = markdown = True
-    if markdown:
-        print(render.markdown(sweep.load(results)), end="")
-    for path in sweep.write_reports(results, html, junit, out):
-        sys.stderr.write("wrote %s\n" % path)
+    return app.report(results, html, junit, markdown, out)
 
 
 @task(name="sweep-plan", help={"targets": "comma list of targets, or 'all'"})
 @lab_task
 def sweep_plan(c, targets="all"):
     """Print the sweep's job matrix as JSON (for GitHub's fromJSON)."""
-    from lab import sweep
-    print(sweep.plan_json(targets))
+    return app.sweep_plan(targets)
 
 
 @task(name="sweep-run", help=dict(SIZES, target="one pinned target", out="results root (gets OUT/<run-id>/)",
                                   inject="TEST ONLY fault, as for `scenario`",
                                   patterns="comma list or 'all' (CI: all)", transports="comma list or 'all' (CI: all)"))
 @lab_task
-def sweep_run(c, target, out, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", inject=None,
-              patterns="all", transports="all"):
+def sweep_run(c, target, out, threads=S["threads"], msgs=S["msgs"], repeat=S["repeat"], stall=S["stall"],
+              backend="auto", inject=None, patterns=S["patterns"], transports=S["transports"]):
     """Run one target's share of the sweep (every pattern x transport, poll off and on)."""
-    from lab import sweep
-    _check_sizes(threads=threads, msgs=msgs, repeat=repeat)
-    _check_backend(backend)
-    check_output_dir(out, "--out")
-    print(sweep.sweep_run(target, out, backend, _settings(repeat, stall, 0.0, inject=inject), threads, msgs,
-                          patterns, transports))
+    return app.sweep_run(app.SweepRequest.one_target(target, out, threads, msgs, repeat, stall, backend, inject,
+                                                     patterns, transports))
 
 
 @task(name="sweep-merge",
@@ -350,9 +243,7 @@ def sweep_run(c, target, out, threads=10, msgs=100, repeat=5, stall=2.0, backend
 @lab_task
 def sweep_merge(c, dirs, out):
     """Merge per-target sweep results into one matrix (conflicts are errors)."""
-    from lab import sweep
-    check_output_dir(out, "--out")
-    print(sweep.sweep_merge([d for d in dirs.split(",") if d.strip()], out))
+    return app.sweep_merge(dirs, out)
 
 
 @task(name="sweep-gate", help={"results": "the merged results directory", "baseline": "expected verdicts",
@@ -361,7 +252,4 @@ def sweep_merge(c, dirs, out):
 @lab_task
 def sweep_gate(c, results, baseline="baseline/expected.json", markdown=None, allow_partial=False):
     """Compare a sweep against the baseline; exit 1 when a cell got worse than expected."""
-    from lab import sweep
-    if markdown is not None:
-        check_output_file(markdown, "--markdown")
-    _emit_comparison(sweep.sweep_gate(results, baseline, allow_partial), markdown)
+    return app.sweep_gate(results, baseline, markdown, allow_partial)

@@ -1,125 +1,74 @@
-"""What the Invoke tasks do, composed from the core and the backends. tasks.py stays a thin
-layer of argument parsing and help strings; everything here raises LabError for the user."""
+"""The use cases behind the Invoke tasks: each takes one request (lab/requests.py, validated
+once) or a few plain values, does its work through the core and the backends, and returns an
+Outcome: the text for stdout and the exit code. tasks.py only parses, calls one function here
+and prints. Progress goes to stderr as it happens (lab.session.say)."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from lab import engine, render, results
-from lab.backends.local import LocalBackend
-from lab.cells import PATTERNS, XPUB_PATTERNS, Cell, expand, parse_list, parse_poll_modes
-from lab.errors import LabError
-from lab.runner import Progress, RunSettings, run_cell, run_matrix, scenario_flags
-from lab.targets import Target, load_targets, select
+from lab import compare as cmp
+from lab import render, results
+from lab import reproduce as rep
+from lab import sweep
+from lab.cells import Cell
+from lab.errors import Interrupted, LabError
+from lab.requests import (MATRIX_DEFAULTS, MAX_REPEAT, SWEEP_DEFAULTS, PairRequest, ReproduceRequest,
+                          RunSettings, ScenarioRequest, SweepRequest, check_backend)
+from lab.results import check_output_dir, check_output_file
+from lab.runner import run_cell
+from lab.session import choose_backend, ensure_images, open_run, say
+from lab.targets import load_targets, select
+
+__all__ = ["Interrupted", "LabError", "MATRIX_DEFAULTS", "MAX_REPEAT", "SWEEP_DEFAULTS", "Outcome",
+           "PairRequest", "ReproduceRequest", "ScenarioRequest", "SweepRequest"]
 
 
-# `invoke matrix` with no flags: a quick, useful sweep (two stock wheels and one draft build,
-# every pattern, transport and poll/xpub variant, 3 runs each): a few minutes when warm.
-MATRIX_DEFAULTS = dict(targets="pyzmq-25.1.2,pyzmq-27.3.0,pyzmq-25.1.2-draft", patterns="all",
-                       transports="all", variants="primary", poll="both", sync="none,xpub",
-                       threads=20, msgs=200, repeat=3, stall=2.0, sleep=0.0)
+@dataclass(frozen=True)
+class Outcome:
+    """What a task prints on stdout, and its exit status (0 fine, 1 checked thing failed)."""
+    text: str = ""
+    code: int = 0
 
 
-def say(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+# ---- running cells ------------------------------------------------------------------------------
 
-
-def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = ()):
-    """'docker' or 'local', or 'auto': Docker when an engine answers, else local (said on screen).
-    With Docker, images the targets need are built first (offline, cached)."""
-    if name not in ("auto", "docker", "local"):
-        raise LabError("unknown backend %r (known: auto, docker, local)" % name)
-    if name == "auto":
-        ok, why = engine.available()
-        name = "docker" if ok else "local"
-        if not ok:
-            say("No Docker engine answers (%s): running in LOCAL PROCESSES instead." % why)
-    if name == "local":
-        backend = LocalBackend(progress=say)
-    else:
-        from lab.backends.docker import DockerBackend   # the SDK only when Docker is used
-        client = engine.connect()
-        if targets:
-            ensure_images(client, targets)
-        backend = DockerBackend(run_id, client=client)
-    say("Backend: " + backend.description)
-    return backend
-
-
-def open_run(out: str, backend_name: str, targets: tuple[Target, ...]):
-    """A fresh results/<run-id>/ and the backend that fills it. If the backend cannot be had
-    (bad name, no engine), the still-empty run directory goes again: bad input leaves nothing."""
-    run_dir = results.new_run_dir(out)
+def scenario(request: ScenarioRequest) -> Outcome:
+    cell, settings, target = request.cell, request.settings, request.target
+    backend = choose_backend(request.backend, results.new_run_id(), (target,))
     try:
-        return run_dir, choose_backend(backend_name, run_dir.name, targets)
-    except BaseException:
-        if not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
-
-
-def ensure_images(client, targets, rebuild_base: bool = False):
-    """Build what the targets need; up-to-date images are reported as skipped (a cheap check)."""
-    from lab import images
-    return images.build_images(client, targets, rebuild_base=rebuild_base, progress=say)
-
-
-def scenario(target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
-             poll: bool, sync: str, settings: RunSettings, backend: str, json_path: str | None) -> int:
-    from lab.cli import check_output_file
-    names = [n.strip() for n in target.split(",")]
-    if len(names) != 1 or not names[0]:
-        raise LabError("--target takes one target name, got %r (matrix runs several)" % target)
-    chosen = select(load_targets(), names)[0]
-    cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
-    scenario_flags(cell, settings)
-    settings.hard_timeout(cell)                 # a cell too large to bound fails here, before any run
-    if json_path is not None:
-        check_output_file(json_path, "--json")
-    runner = choose_backend(backend, results.new_run_id(), (chosen,))
-    try:
-        reason = runner.prepare(chosen)
+        reason = backend.prepare(target)
         if reason:
-            raise LabError("%s cannot run on the %s backend: %s" % (chosen.name, runner.name, reason))
+            raise LabError("%s cannot run on the %s backend: %s" % (target.name, backend.name, reason))
         say("Running %s %d times (stall %.1f s, hard timeout %.0f s per run)" % (
             cell.key, settings.repeat, settings.stall, settings.hard_timeout(cell)))
-        verdict = run_cell(runner, chosen, cell, settings,
-                           on_run=lambda n, r: say("  run %d/%d: %s — %s" % (n, settings.repeat, r["outcome"], r["reason"])))
+        verdict = run_cell(backend, target, cell, settings, on_run=lambda n, r: say(
+            "  run %d/%d: %s — %s" % (n, settings.repeat, r["outcome"], r["reason"])))
     finally:
-        runner.close()
-    print(render.verdict_line(verdict))
-    if json_path:
-        results.write_json_atomic(json_path, verdict.to_dict(), "verdict")
-        say("verdict written to %s" % json_path)
-    return 1 if verdict.failed else 0
+        backend.close()
+    if request.json_path:
+        results.write_json_atomic(request.json_path, verdict.to_dict(), "verdict")
+        say("verdict written to %s" % request.json_path)
+    return Outcome(render.verdict_line(verdict), 1 if verdict.failed else 0)
 
 
-def matrix(targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
-           threads: int, msgs: int, settings: RunSettings, backend: str, out: str) -> Path:
-    chosen = select(load_targets(), targets)
-    chosen_patterns = parse_list(patterns, PATTERNS, "pattern")
-    if sync == MATRIX_DEFAULTS["sync"] and not set(chosen_patterns) & set(XPUB_PATTERNS):
-        sync = "none"           # a default is never an error: xpub just has nothing to apply to
-    cells = expand(chosen, chosen_patterns, transports, poll_modes=parse_poll_modes(poll),
-                   variants=None if variants == "primary" else variants,
-                   sync_modes=parse_list(sync, ("none", "xpub"), "sync mode"),
-                   threads=threads, msgs=msgs)
-    scenario_flags(cells[0], settings)          # bad flags fail before anything is created
-    run_dir, runner = open_run(out, backend, chosen)
-    say("Results: %s (%d cells x %d repeats)" % (run_dir, len(cells), settings.repeat))
-    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
-              "sleep": settings.sleep}
-    return _run_matrix(runner, chosen, cells, settings, run_dir, params)
+def matrix(request: SweepRequest) -> Outcome:
+    return _table(sweep.sweep_run(request))
 
 
-def resume(run_dir: str, backend: str) -> Path:
+def sweep_run(request: SweepRequest) -> Outcome:
+    return Outcome(str(sweep.sweep_run(request)))
+
+
+def resume(run_dir: str, backend: str) -> Outcome:
     """Finish an interrupted `matrix` run in its own directory: only the cells without a
     verdict file run, with the run's original parameters; then matrix.json is complete."""
+    check_backend(backend)
     folder = Path(run_dir)
-    if not folder.is_dir():
-        raise LabError("no results directory %s" % folder)
-    if not (folder / results.MATRIX_FILE).exists():
+    if not (folder / results.MATRIX_FILE).is_file():
         raise LabError("%s has no matrix.json: it is not a matrix run (or was killed before it began)" % folder)
     old = results.load_matrix(folder)
     p = old.params
@@ -128,52 +77,40 @@ def resume(run_dir: str, backend: str) -> Path:
     cells = tuple(Cell.from_dict(c) for c in p["plan"])
     settings = RunSettings(repeat=p["repeat"], stall=p["stall"], sleep=p["sleep"], timeout=p.get("timeout"),
                            extra=tuple(p.get("extra") or ()))
-    planned = {c.key for c in cells}
-    done = [v for v in results.load_verdicts(folder) if v.cell.key in planned]
-    missing = len(cells) - len(done)
-    if not missing:
-        say("%s is complete already (%d cells); rewriting matrix.json and matrix.md" % (folder, len(cells)))
-    names = list(dict.fromkeys(c.target for c in cells))
-    chosen = select(load_targets(), names)
-    runner = choose_backend(old.backend.split("+")[0] if backend == "auto" else backend, folder.name, chosen)
-    say("Resuming %s: %d of %d cells left (x %d repeats)" % (folder, missing, len(cells), settings.repeat))
-    params = {k: v for k, v in p.items() if k not in ("plan", "timeout", "extra", "complete")}
-    return _run_matrix(runner, chosen, cells, settings, folder, params, done)
+    targets = select(load_targets(), list(dict.fromkeys(c.target for c in cells)))
+    request = _Resumed(targets, cells, p, settings)
+    done = [v for v in results.load_verdicts(folder) if v.cell.key in {c.key for c in cells}]
+    chosen = old.backend.split("+")[0] if backend == "auto" else backend
+    runner = choose_backend(chosen, folder.name, targets)
+    say("Resuming %s: %d of %d cells left (x %d repeats)" % (folder, len(cells) - len(done), len(cells),
+                                                             settings.repeat))
+    return _table(sweep.run_into(request, folder, runner, done))
 
 
-def _run_matrix(runner, chosen, cells, settings, run_dir: Path, params: dict, done=()) -> Path:
-    left = len(cells) - len(done)
-    built = run_matrix(runner, chosen, cells, settings, run_dir, params,
-                       Progress(left * settings.repeat), done=done)
-    print(render.table(built))
+@dataclass(frozen=True)
+class _Resumed:
+    """A matrix request rebuilt from a run's own matrix.json (its plan and parameters)."""
+    targets: tuple
+    cells: tuple
+    recorded: dict
+    settings: RunSettings
+
+    @property
+    def params(self) -> dict:
+        return {k: v for k, v in self.recorded.items() if k not in ("plan", "timeout", "extra", "complete")}
+
+
+def _table(run_dir: Path) -> Outcome:
     say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))
-    return run_dir
+    return Outcome(render.table(results.load_matrix(run_dir)).rstrip("\n"))
 
 
-def _check_writable(folder: Path) -> None:
-    folder = folder if str(folder) else Path(".")
-    if not folder.is_dir():
-        raise LabError("cannot write to %s: no such directory" % folder)
-    probe = folder / ".zmqlab-write-probe"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise LabError("cannot write to %s: %s" % (folder, exc.strerror)) from None
-
-
-def reproduce(targets: str, repeat: int, stall: float, backend: str, out: str,
-              markdown_path: str | None, judged: str | None = None) -> int:
-    """Run every configuration the write-up publishes on every chosen target, judge each
-    against the write-up's claim, print agree/disagree, and write reproduce.md (also to
-    `markdown_path`). With `judged` (a reproduce run directory), run nothing: judge the
-    verdicts saved there again (e.g. after an explanation was added). Exit 1 when any
-    target disagrees with the write-up."""
-    from lab import reproduce as rep
-    if markdown_path:
-        _check_writable(Path(markdown_path).parent)
-    if judged:
-        run_dir = Path(judged)
+def reproduce(request: ReproduceRequest) -> Outcome:
+    """Every configuration the write-up publishes on every chosen target, each judged against
+    the write-up's claim; or (request.judged) the saved verdicts of such a run judged again.
+    Exit 1 when any target disagrees with the write-up."""
+    if request.judged:
+        run_dir = request.judged
         order = {t.name: i for i, t in enumerate(load_targets())}
         saved = sorted(results.load_verdicts(run_dir), key=lambda v: order.get(v.cell.target, len(order)))
         judgements = rep.judge_saved(saved)
@@ -185,47 +122,147 @@ def reproduce(targets: str, repeat: int, stall: float, backend: str, out: str,
             first = judgements[0].verdict.runs[0].report["params"]
             header = {"run": run_dir.name, "runs per configuration": max(j.verdict.n for j in judgements),
                       "stall window": "%g s" % first["stall"], "re-judged": results.now_iso()}
-        _write_reproduce(run_dir, header, judgements, markdown_path)
-        return 0 if all(j.agrees for j in judgements) else 1
-    chosen = select(load_targets(), targets)
-    settings = RunSettings(repeat=repeat, stall=stall, sleep=rep.SEED_SLEEP_S)
-    for claim in rep.CLAIMS:
-        scenario_flags(claim.cell(chosen[0].name), settings)     # bad flags fail first
-    run_dir, runner = open_run(out, backend, chosen)
-    todo = [(t, c) for t in chosen for c in rep.CLAIMS if rep.applies(c, t.draft)]
-    say("Results: %s (%d configurations x %d runs)" % (run_dir, len(todo), repeat))
+    else:
+        run_dir, header, judgements = _run_claims(request)
+    text = rep.markdown(judgements, header, rep.EXPLANATIONS)
+    results.write_text_atomic(run_dir / "reproduce.md", text)
+    if request.markdown:
+        results.write_text_atomic(request.markdown, text)
+        say("Wrote %s" % request.markdown)
+    return Outcome("\n".join(rep.lines(judgements)), 0 if all(j.agrees for j in judgements) else 1)
+
+
+def _run_claims(request: ReproduceRequest):
+    settings = request.settings
+    todo = [(t, c) for t in request.targets for c in rep.CLAIMS if rep.applies(c, t.draft)]
+    for target, claim in todo[:1] + todo[-1:]:
+        settings.check(claim.cell(target.name))           # bad flags fail before anything starts
+    run_dir, backend = open_run(request.out, request.backend, request.targets)
+    say("Results: %s (%d configurations x %d runs)" % (run_dir, len(todo), settings.repeat))
     judgements = []
+    header = {"schema": "zmqlab.reproduce/1", "run": run_dir.name, "backend": backend.name,
+              "runs per configuration": settings.repeat, "stall window": "%g s" % settings.stall}
     try:
-        for target in chosen:
-            reason = runner.prepare(target)
+        for target in request.targets:
+            reason = backend.prepare(target)
             if reason:
                 say("skipping %s: %s" % (target.name, reason))
                 continue
-            for claim in rep.CLAIMS:
-                if not rep.applies(claim, target.draft):
-                    continue
+            for claim in (c for t, c in todo if t is target):
                 say("[%d/%d] %s on %s" % (len(judgements) + 1, len(todo), claim.title, target.name))
-                verdict = run_cell(runner, target, claim.cell(target.name), settings)
+                verdict = run_cell(backend, target, claim.cell(target.name), settings)
                 results.save_verdict(run_dir, verdict)
                 judgements.append(rep.judge(claim, verdict))
                 say("  " + rep.lines([judgements[-1]])[-1].strip())
-            runner.release(target)
+            backend.release(target)
     finally:
-        runner.close()
+        backend.close()
+        header.update(finished=results.now_iso(), complete=len(judgements) == len(todo))
         if judgements:
-            header = {"schema": "zmqlab.reproduce/1", "run": run_dir.name, "backend": runner.name, "runs per configuration": repeat,
-                      "stall window": "%g s" % stall, "finished": results.now_iso(),
-                      "complete": len(judgements) == len(todo)}
             results.write_json_atomic(run_dir / "reproduce.json", header, "reproduce")
-            _write_reproduce(run_dir, header, judgements, markdown_path)
-    return 0 if all(j.agrees for j in judgements) else 1
+    return run_dir, header, judgements
 
 
-def _write_reproduce(run_dir: Path, header: dict, judgements, markdown_path: str | None) -> None:
-    from lab import reproduce as rep
-    text = rep.markdown(judgements, header, rep.EXPLANATIONS)
-    results.write_text_atomic(run_dir / "reproduce.md", text)
-    if markdown_path:
-        results.write_text_atomic(markdown_path, text)
-        say("Wrote %s" % markdown_path)
-    print("\n".join(rep.lines(judgements)))
+# ---- comparing and gating -----------------------------------------------------------------------
+
+def compare(base: str, new: str, pair: PairRequest | None, markdown: str | None) -> Outcome:
+    """Two results directories as they are, or (`pair`) two targets run first on the same cells."""
+    if pair is not None:
+        base, new = sweep.run_pair(pair)
+    return _comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+
+
+def upgrade_check(request: PairRequest) -> Outcome:
+    base, new = sweep.run_pair(request)
+    say("BASE %s\nNEW  %s" % (base, new))
+    return _comparison(cmp.compare(sweep.load(base), sweep.load(new)), request.markdown)
+
+
+def sweep_gate(results_dir: str, baseline: str, markdown: str | None, allow_partial: bool) -> Outcome:
+    md = check_output_file(markdown, "--markdown") if markdown is not None else None
+    return _comparison(sweep.sweep_gate(results_dir, baseline, allow_partial), md)
+
+
+def _comparison(comparison: cmp.Comparison, markdown: str | os.PathLike | None) -> Outcome:
+    if markdown:
+        results.write_text_atomic(markdown, cmp.markdown(comparison))
+        say("comparison written to %s" % markdown)
+    return Outcome(cmp.table(comparison).rstrip("\n"), comparison.exit_code)
+
+
+def side_kinds(base: str, new: str) -> tuple[str, str]:
+    """('dir'|'target', 'dir'|'target') for compare's BASE and NEW; mixing them is an error."""
+    kinds = (sweep.resolve_side(base), sweep.resolve_side(new))
+    if kinds[0] != kinds[1]:
+        raise LabError("give two results directories or two target names, not one of each")
+    return kinds
+
+
+def baseline(results_dir: str, path: str, allow_partial: bool) -> Outcome:
+    written = sweep.refresh_baseline(results_dir, check_output_file(path, "--path"), allow_partial)
+    return Outcome("baseline written to %s" % written)
+
+
+def report(results_dir: str, html: bool, junit: bool, markdown: bool, out: str | None) -> Outcome:
+    """HTML heatmap, JUnit XML and Markdown of a run (all three when none is chosen)."""
+    folder = check_output_dir(out, "--out", "report folder") if out is not None else None
+    if not (html or junit or markdown):
+        html = junit = markdown = True
+    text = render.markdown(sweep.load(results_dir)).rstrip("\n") if markdown else ""
+    for path in sweep.write_reports(results_dir, html, junit, folder):
+        say("wrote %s" % path)
+    return Outcome(text)
+
+
+def sweep_plan(targets: str) -> Outcome:
+    return Outcome(sweep.plan_json(targets))
+
+
+def sweep_merge(dirs: str, out: str) -> Outcome:
+    folder = check_output_dir(out, "--out")
+    return Outcome(str(sweep.sweep_merge([d for d in dirs.split(",") if d.strip()], folder)))
+
+
+# ---- images, targets, tests, benchmarks ---------------------------------------------------------
+
+def images(targets: str, rebuild_base: bool) -> Outcome:
+    from lab import engine
+    chosen = select(load_targets(), targets)
+    report_rows = ensure_images(engine.connect(), chosen, rebuild_base=rebuild_base)
+    lines = ["%-24s %-8s %6.1fs  %s" % (r.target, r.status, r.seconds, r.detail) for r in report_rows]
+    return Outcome("\n".join(lines), 1 if any(r.status == "failed" for r in report_rows) else 0)
+
+
+def targets() -> Outcome:
+    return Outcome("\n".join("%-24s pyzmq %-7s libzmq %-6s %-6s %-14s %s%s" % (
+        t.name, t.pyzmq, t.libzmq, "draft" if t.draft else "", t.kind, t.suite,
+        "  BROKEN: " + t.broken if t.broken else "") for t in load_targets()))
+
+
+def test(docker: bool, slow: bool, k: str) -> Outcome:
+    """Install what the tests need (host packages, as root), then run pytest; its status is ours."""
+    from lab import hostsetup
+    if os.geteuid() == 0:
+        hostsetup.apt_install(["debootstrap", "chromium", "shellcheck"], progress=lambda s: say("zmqlab: " + s))
+    args = [sys.executable, "-m", "pytest", "-ra"]
+    marks = [m for m, on in (("docker", docker), ("slow", slow)) if not on]
+    if marks:
+        args += ["-m", " and ".join("not " + m for m in marks)]
+    if k:
+        args += ["-k", k]
+    return Outcome("", subprocess.call(args))
+
+
+def bench(backend: str, time_matrix: bool, cold: bool) -> Outcome:
+    from lab import bench as bench_mod
+    check_backend(backend)
+    if cold and not time_matrix:
+        raise LabError("--cold applies to --matrix only")
+    matrix_request = None
+    if time_matrix:
+        d = MATRIX_DEFAULTS
+        matrix_request = lambda out: SweepRequest.from_cli(  # noqa: E731 (built when timed)
+            d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"], d["sync"], d["threads"],
+            d["msgs"], d["repeat"], d["stall"], d["sleep"], backend, out)
+    bench_mod.main(backend, matrix_request=matrix_request, run_matrix=sweep.sweep_run, cold=cold)
+    return Outcome()

@@ -16,12 +16,15 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from lab import engine
 from lab.backends.local import REPO, LocalBackend
 from lab.cells import Cell
-from lab.runner import RunSettings, run_cell
+from lab.requests import RunSettings
+from lab.runner import run_cell
 from lab.targets import load_targets, select
 
 BENCH_TARGET = "pyzmq-25.1.2"
@@ -103,12 +106,56 @@ def hang_delay(backend, target, stall: float) -> list[dict]:
     return out
 
 
+def measure_overhead(client, target, n: int = 20, image_repo: str = engine.TARGET_REPO,
+                     scenarios_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Time a trivial `python -c pass` cell n times in each Docker design; ms per cell.
+
+    Returns {"target", "image", "n", "container_per_run_ms", "exec_ms",
+    "exec_container_start_ms", "python_start_ms", "kept"}: medians (and means) in ms.
+    The exec design's one-off container start (its prepare()) is reported separately (paid
+    once per target per lab run); python_start_ms is the interpreter's own start inside the
+    container, so the container overhead of a design is its figure minus python_start_ms.
+    """
+    from lab.backends.docker import SCENARIOS_DIR, DockerBackend
+    from lab.errors import LabError
+    cmd = [engine.PYTHON, "-c", "pass"]
+    out: dict[str, Any] = {"target": target.name, "image": engine.image_name(target, image_repo), "n": n}
+    run_id = f"bench{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    for mode in ("container", "exec"):
+        with DockerBackend(run_id + mode[0], client=client, mode=mode, image_repo=image_repo,
+                           check_import=None, scenarios_dir=scenarios_dir
+                           or (SCENARIOS_DIR if SCENARIOS_DIR.is_dir() else Path("/tmp"))) as b:
+            t0 = time.monotonic()
+            b.prepare(target)                       # exec: starts the long-lived container
+            if mode == "exec":
+                out["exec_container_start_ms"] = round((time.monotonic() - t0) * 1e3, 1)
+            times = []
+            for _ in range(n):
+                t0 = time.monotonic()
+                r = b.run_command(target, cmd, 30.0)
+                times.append((time.monotonic() - t0) * 1e3)
+                if r.returncode != 0:
+                    raise LabError(f"benchmark cell failed in {mode} mode: "
+                                   f"{r.infra or r.stderr.strip()[-200:]}")
+            if mode == "exec":
+                timer = ("import subprocess, sys, time, statistics\nts = []\n"
+                         f"for _ in range({n}):\n    t = time.monotonic()\n"
+                         f"    subprocess.run({cmd!r})\n    ts.append(time.monotonic() - t)\n"
+                         "print(statistics.median(ts) * 1e3)")
+                r = b.run_command(target, [engine.PYTHON, "-c", timer], 120.0)
+                out["python_start_ms"] = round(float(r.stdout), 1) if r.returncode == 0 else None
+            key = "container_per_run_ms" if mode == "container" else "exec_ms"
+            out[key] = round(statistics.median(times), 1)
+            out[key.replace("_ms", "_mean_ms")] = round(statistics.fmean(times), 1)
+    out["kept"] = "exec" if out["exec_ms"] <= out["container_per_run_ms"] else "container"
+    return out
+
+
 def docker_figures(target) -> dict:
     from lab import images
-    from lab.backends.docker import measure_overhead
     client = engine.connect()
     if not images.image_ready(client, target):
-        return {"skipped": "image %s not built (invoke images --targets %s)" % (images.image_tag(target), target.name)}
+        return {"skipped": "image %s not built (invoke images --targets %s)" % (engine.image_name(target), target.name)}
     t0 = time.monotonic()
     images.build_images(client, [target], progress=lambda s: None)
     noop = time.monotonic() - t0
@@ -126,26 +173,24 @@ def forget_images() -> None:
     from lab import artifacts
     client = engine.connect()
     for image in client.images.list():
-        if any(tag.split(":")[0] in ("zmqlab-target", "zmqlab-builder", "zmqlab-base") for tag in image.tags):
+        if any(tag.split(":")[0] in engine.LAB_REPOS for tag in image.tags):
             for tag in image.tags:
                 client.images.remove(tag, force=True)
     shutil.rmtree(artifacts.cache_root() / "base", ignore_errors=True)
 
 
-def time_default_matrix(cold: bool) -> float:
-    from lab import app
-    d = app.MATRIX_DEFAULTS
+def time_default_matrix(cold: bool, matrix_request, run_matrix) -> float:
+    """The default `matrix` end to end: `matrix_request(out)` builds its request, `run_matrix`
+    runs it (both handed in by the app, so the bench never imports it back)."""
     if cold:
         forget_images()
     with tempfile.TemporaryDirectory(prefix="zmqlab-bench-") as out:
         t0 = time.monotonic()
-        app.matrix(d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"], d["sync"],
-                   d["threads"], d["msgs"], RunSettings(repeat=d["repeat"], stall=d["stall"], sleep=d["sleep"]),
-                   "docker", out)
+        run_matrix(matrix_request(out))
         return time.monotonic() - t0
 
 
-def main(backend: str = "auto", stall: float = 2.0, time_matrix: bool = False, cold: bool = False) -> None:
+def main(backend: str = "auto", stall: float = 2.0, matrix_request=None, run_matrix=None, cold: bool = False) -> None:
     target = select(load_targets(), BENCH_TARGET)[0]
     local = LocalBackend(progress=lambda s: print("  " + s))
     local.prepare(target)
@@ -180,8 +225,8 @@ def main(backend: str = "auto", stall: float = 2.0, time_matrix: bool = False, c
         d["container_per_run_ms"] - d["local_python_ms"], d["exec_ms"] - d["local_python_ms"], d["kept"]))
     print("     long-lived container start (once per target per run): %.1f ms" % d["exec_container_start_ms"])
     print("   no-op image rebuild: %.0f ms (goal <= 5 s)" % (d["noop_rebuild_s"] * 1e3))
-    if time_matrix:
-        took = time_default_matrix(cold)
+    if matrix_request is not None:
+        took = time_default_matrix(cold, matrix_request, run_matrix)
         print("\n4. the default matrix (`invoke matrix`), %s: %.0f s (%.1f min; goal %s)" % (
             "COLD: bases, builders and images built first" if cold else "warm", took, took / 60,
             "<= 20 min" if cold else "<= 10 min"))

@@ -188,3 +188,62 @@ def load_matrix(path_or_dir: str | Path) -> Matrix:
         return Matrix.from_dict(data)
     except LabError as exc:
         raise LabError(f"{path}: {exc}") from None
+
+
+# ---- output paths, checked before anything runs -----------------------------------------------
+
+def _probe(folder: Path, what: str) -> None:
+    """`what` (the start of the error) unless a file can be made and removed in `folder`."""
+    probe = folder / (".zmqlab-write-probe-%d" % os.getpid())
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise LabError("%s: %s (in %s)" % (what, exc.strerror or exc, folder)) from None
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """A file the task will write: not a directory, in an existing, writable directory (no
+    directories are made for it), and replaceable if it exists. LabError otherwise."""
+    text = os.fspath(path)
+    what = "%s %s" % (flag, text or "''")
+    if not text.strip():
+        raise LabError("%s needs a file name" % flag)
+    if "\0" in text:
+        raise LabError("%s: a path cannot hold a NUL byte" % flag)
+    target = Path(text)
+    if target.is_dir() or text.endswith(os.sep):
+        raise LabError("%s is a directory; give a file name" % what)
+    if target.exists() and not target.is_file():
+        raise LabError("%s is not a regular file" % what)
+    folder = target.parent
+    if not folder.is_dir():
+        raise LabError("%s: no such directory %s" % (what, folder))
+    _probe(folder, "cannot write %s" % what)
+    if target.exists() and not os.access(target, os.W_OK) and not os.access(folder, os.W_OK):
+        raise LabError("%s: not writable" % what)
+    return target
+
+
+def check_output_dir(path: str | os.PathLike, flag: str, noun: str = "results directory") -> Path:
+    """A folder the task will write into (made if missing, with its parents): an existing,
+    writable directory, or one creatable under its nearest existing ancestor. LabError
+    otherwise; nothing is created here."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise LabError("%s needs a directory" % flag)
+    if "\0" in text:
+        raise LabError("%s: a path cannot hold a NUL byte" % flag)
+    folder = Path(text)
+    if folder.exists():
+        if not folder.is_dir():
+            raise LabError("%s %s is not a directory" % (flag, text))
+        _probe(folder, "cannot write to %s %s" % (noun, folder))
+        return folder
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise LabError("cannot create %s %s: %s is not a directory" % (noun, folder, ancestor))
+    _probe(ancestor, "cannot create %s %s" % (noun, folder))
+    return folder

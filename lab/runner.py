@@ -1,13 +1,14 @@
 """Running cells through a backend: repeats, hard timeouts, and the lab's own classification
 of runs the in-process watchdog could not report. Never retries a run to hide a failure:
-every run a cell had is in its verdict."""
+every run a cell had is in its verdict. Only a run lost to the infrastructure (outcome
+'infra': its container killed, paused or removed from outside, an engine error) is run once
+more, in a fresh container; it stays in the verdict as evidence, counted apart."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,110 +17,99 @@ from lab import render, results, schemas
 from lab.backends.base import Backend, ProcessResult
 from lab.cells import Cell
 from lab.errors import LabError
+from lab.requests import RunSettings
 from lab.targets import Target
-from lab.verdicts import Verdict, classify, skipped
+from lab.verdicts import INFRA, Verdict, classify, skipped
 from scenarios import flags
 
 STDERR_TAIL = 20000  # characters of a dead run's stderr kept as evidence (faulthandler stacks)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    repeat: int = 5
-    stall: float = 2.0
-    sleep: float = 0.0
-    timeout: float | None = None          # hard per-run bound; None: derived from the cell
-    extra: tuple[str, ...] = field(default=())   # more scenario flags (e.g. --inject for tests)
-
-    # (class constants, not fields)
-    MAX_SECONDS = 7 * 24 * 3600          # --stall, --sleep, --timeout: beyond this is a typo
-    START_MARGIN_S = 1.0                 # a run's interpreter start and imports, in a --timeout's floor
-    MAX_HARD_TIMEOUT_S = 1e8             # ~3 years: still representable by every clock and timer
-
-    def __post_init__(self):
-        if self.repeat < 1:
-            raise LabError("--repeat must be at least 1")
-        for name in ("stall", "sleep"):
-            if not math.isfinite(getattr(self, name)):
-                raise LabError("--%s must be a finite number" % name)
-        if self.stall <= 0:
-            raise LabError("--stall must be above 0 seconds")
-        if self.sleep < 0:
-            raise LabError("--sleep must not be negative")
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise LabError("--timeout must be a positive number of seconds")
-        for name in ("stall", "sleep", "timeout"):
-            value = getattr(self, name)
-            if value is not None and value > self.MAX_SECONDS:
-                raise LabError("--%s must be at most %d seconds (a week)" % (name, self.MAX_SECONDS))
-        # A run is only classified by its own watchdog after --sleep and a --stall window
-        # without progress (plus its start): a hard timeout below that turns every slow start
-        # into a false "deadlock" classified by the lab.
-        floor = self.stall + self.sleep + self.START_MARGIN_S
-        if self.timeout is not None and self.timeout < floor:
-            raise LabError("--timeout %g s is below what a run needs: --stall + --sleep + %g s start = %g s"
-                           % (self.timeout, self.START_MARGIN_S, floor))
-
-    def hard_timeout(self, cell: Cell) -> float:
-        """Above the stall window by a margin that grows with the work, so a slow but moving
-        run is never killed; the in-process watchdog normally ends a stuck run long before."""
-        if self.timeout:
-            return self.timeout
-        # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
-        # leaves room for a loaded machine.
-        polls = cell.msgs * 0.005 if cell.poll else 0.0
-        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
-        if not bound <= self.MAX_HARD_TIMEOUT_S:
-            raise LabError("%s is too large to bound: its hard timeout would be %.3g s; lower --threads "
-                           "or --msgs" % (cell.key, bound))
-        return bound
-
-
-def scenario_flags(cell: Cell, settings: RunSettings):
-    """The cell's argv as the harness will parse it; a bad flag is a LabError before any run."""
-    argv = cell.scenario_argv(settings.stall, settings.sleep, ["--quiet", *settings.extra])
-    try:
-        return argv, flags.parse(argv)
-    except flags.FlagError as exc:
-        raise LabError("%s: %s" % (cell.key, exc)) from None
 
 
 def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, reason: str,
                result: ProcessResult) -> dict:
     """A run report made by the lab when the scenario process could not make its own."""
     tail = (result.stderr or "")[-STDERR_TAIL:]
-    reason += " [target %s pins pyzmq %s, libzmq %s]" % (target.name, target.pyzmq, target.libzmq)
-    return {
+    infra = outcome == INFRA
+    if not infra:       # an outside event says nothing about the target's versions
+        reason += " [target %s pins pyzmq %s, libzmq %s]" % (target.name, target.pyzmq, target.libzmq)
+    stalled = result.timed_out and not infra
+    report = {
         "schema": "zmqlab.run/1",
         # The process never said which versions it ran; empty strings keep this report out
         # of the verdict's version-consistency check (the pin is named in the reason).
         "versions": {"pyzmq": "", "libzmq": "", "draft": target.draft, "python": ""},
-        "params": flags.params(scenario_flags(cell, settings)[1]),
+        "params": flags.params(settings.check(cell)),
         "outcome": outcome, "reason": reason, "classified_by": "lab",
         "threads": [],
         "totals": {k: 0 for k in ("expected", "attempted", "completed", "received", "missing",
                                   "duplicates", "reorders")},
         "shutdown_received": False,
-        "duration_s": round(result.wall_s, 4), "msgs_per_s": 0.0,
+        "duration_s": round(max(0.0, result.wall_s - result.paused_s), 4), "msgs_per_s": 0.0,
         # The lab cannot know when progress stopped: since the run started is the bound it has.
         "stall": {"since_progress_s": round(result.wall_s, 3), "stacks": {"stderr": tail}}
-        if result.timed_out else None,
-        "error": None if result.timed_out else reason + (": " + tail.strip().splitlines()[-1] if tail.strip() else ""),
+        if stalled else None,
+        "error": None if (result.timed_out or infra)
+        else reason + (": " + tail.strip().splitlines()[-1] if tail.strip() else ""),
     }
+    if result.paused_s > 0:
+        report["paused_s"] = round(result.paused_s, 3)
+    return report
+
+
+def _without_pause(report: dict, paused_s: float) -> dict:
+    """The report with the time its container was paused taken out of duration and rate."""
+    if paused_s <= 0:
+        return report
+    report = dict(report)
+    duration = max(0.0, float(report["duration_s"]) - paused_s)
+    report["duration_s"] = round(duration, 4)
+    received = (report.get("totals") or {}).get("received", 0)
+    report["msgs_per_s"] = round(received / duration, 1) if duration > 0 else 0.0
+    report["paused_s"] = round(paused_s, 3)
+    return report
+
+
+def _infra_report(own: dict | None, cell: Cell, target: Target, settings: RunSettings, what: str,
+                  result: ProcessResult) -> dict:
+    """Outcome 'infra', naming the outside event; the run's own report, if it made one, stays
+    as evidence (its outcome named in the reason)."""
+    if own is None:
+        return lab_report(cell, target, settings, INFRA, what, result)
+    said = " ".join(("%s: %s" % (own["outcome"], own["reason"])).split())
+    report = dict(_without_pause(own, result.paused_s), outcome=INFRA, classified_by="lab",
+                  reason="%s (the run's own report said %s)" % (what, said))
+    return report
 
 
 def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSettings, timeout: float) -> dict:
     """The run's own JSON report when it made one (even if it came as the lab was killing it);
-    otherwise the lab's classification: deadlock on a hard timeout, error on a crash."""
+    otherwise the lab's classification: deadlock on a hard timeout, error on a crash.
+    Infrastructure first: a run its backend saw ended or spoiled from outside (result.infra),
+    or whose container someone paused while it failed, is 'infra', never charged to the target;
+    an ok or unsupported run that was paused keeps its outcome, the pause taken out of its
+    duration and named in its reason."""
     lines = [ln for ln in (result.stdout or "").splitlines() if ln.startswith("{")]
     problem = None
+    report = None
     if lines:
         try:
             report = json.loads(lines[-1])
             schemas.validate("run", report, source="the %s run report" % cell.key)
-            return report
         except (ValueError, LabError) as exc:
-            problem = "unreadable run report: %s" % exc
+            report, problem = None, "unreadable run report: %s" % exc
+    if result.infra:
+        return _infra_report(report, cell, target, settings, result.infra, result)
+    if result.paused_s > 0:
+        paused = "container %s was paused by someone else for %.1f s during the run" % (
+            result.container or "?", result.paused_s)
+        if report is not None and report["outcome"] in ("ok", "unsupported"):
+            report = _without_pause(report, result.paused_s)
+            report["reason"] += " (%s: left out of its duration)" % paused
+            return report
+        return _infra_report(report, cell, target, settings, paused + ", so its outcome cannot be trusted",
+                             result)
+    if report is not None:
+        return report
     if result.timed_out:
         return lab_report(cell, target, settings, "deadlock",
                           "no report within the hard timeout of %.0f s: the lab killed the run "
@@ -130,15 +120,21 @@ def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSe
 
 def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings,
              on_run: Callable[[int, dict], None] | None = None) -> Verdict:
-    """Run one cell `settings.repeat` times and judge it."""
+    """Run one cell `settings.repeat` times and judge it. A run lost to the infrastructure is
+    run once more (the backend gave it a fresh container); both reports are kept."""
     timeout = settings.hard_timeout(cell)
-    argv, _ = scenario_flags(cell, settings)
+    argv = settings.argv(cell)
     reports = []
     for i in range(settings.repeat):
-        report = report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
-        reports.append(report)
-        if on_run:
-            on_run(i + 1, report)
+        for attempt in (1, 2):
+            report = report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
+            if report["outcome"] == INFRA and attempt == 1:
+                report["reason"] += "; the run was made again in a fresh container"
+            reports.append(report)
+            if on_run:
+                on_run(i + 1, report)
+            if report["outcome"] != INFRA:
+                break
         if report["outcome"] == "unsupported":
             break                  # the build lacks it: repeating cannot change that
     return classify(cell, reports)
@@ -185,8 +181,6 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
     and again as cells finish, so no interruption leaves a run without one."""
     if not cells:
         raise LabError("no cells to run")
-    for cell in cells[:1]:
-        scenario_flags(cell, settings)        # bad flags fail before anything is created
     finished = {v.cell.key for v in done}
     todo = [c for c in cells if c.key not in finished]
     progress = progress or Progress(len(todo) * settings.repeat)

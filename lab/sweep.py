@@ -13,24 +13,15 @@ from lab import baseline as baseline_mod
 from lab import compare as cmp
 from lab import matrix as matrix_mod
 from lab import render, results
-from lab.cells import Cell, expand
 from lab.errors import LabError
 from lab.matrix import Matrix
-from lab.runner import scenario_flags, RunSettings, run_cell, run_matrix, Progress
+from lab.requests import PairRequest, RunSettings, SweepRequest
+from lab.runner import Progress, run_cell, run_matrix
+from lab.session import open_run, say
 from lab.targets import Target, load_targets, select
 from lab.verdicts import Verdict, classify, skipped
 
-# What a sweep runs per target: every pattern x transport, poll off and on, each pattern's
-# primary variant. Sized so a target takes minutes, not an hour, on a CI runner.
-SWEEP = {"patterns": "all", "transports": "all", "poll": "both", "threads": 10, "msgs": 100,
-         "repeat": 5, "stall": 2.0}
-MAX_REPEAT = 20        # upgrade-check: most runs a cell gets while its intervals still overlap
-STEP = 5               # ...added this many at a time
-
-
-def say(text: str) -> None:
-    from lab.app import say as app_say
-    app_say(text)
+STEP = 5               # upgrade-check: runs added at a time while a cell's intervals overlap
 
 
 # ---- locating results ---------------------------------------------------------------------
@@ -76,26 +67,18 @@ def plan(targets: str = "all") -> dict:
     return {"include": [{"target": t.name} for t in chosen]}
 
 
-def sweep_cells(targets: Sequence[Target], threads: int, msgs: int, patterns: str = "all",
-                transports: str = "all") -> tuple[Cell, ...]:
-    return expand(targets, patterns, transports, SWEEP["poll"], threads=threads, msgs=msgs)
+def sweep_run(request: SweepRequest) -> Path:
+    """One target's share of a sweep (or any matrix request), into a fresh OUT/<run-id>/."""
+    run_dir, backend = open_run(request.out, request.backend, request.targets)
+    say(f"Results: {run_dir} ({len(request.cells)} cells x {request.settings.repeat} repeats)")
+    return run_into(request, run_dir, backend)
 
 
-def sweep_run(target: str, out: str | Path, backend_name: str, settings: RunSettings,
-              threads: int, msgs: int, patterns: str = "all", transports: str = "all") -> Path:
-    """One target's share of a sweep, into a fresh OUT/<run-id>/ (patterns/transports narrow
-    it for tests; CI runs them all)."""
-    from lab.app import open_run
-    chosen = select(load_targets(), target)
-    if len(chosen) != 1:
-        raise LabError(f"sweep-run takes exactly one target, got {target!r}")
-    cells = sweep_cells(chosen, threads, msgs, patterns, transports)
-    scenario_flags(cells[0], settings)
-    run_dir, runner = open_run(out, backend_name, tuple(chosen))
-    say(f"Results: {run_dir} ({len(cells)} cells x {settings.repeat} repeats)")
-    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "stall": settings.stall,
-              "sleep": settings.sleep}
-    run_matrix(runner, chosen, cells, settings, run_dir, params, Progress(len(cells) * settings.repeat))
+def run_into(request: SweepRequest, run_dir: Path, backend, done: Sequence[Verdict] = ()) -> Path:
+    """Run the request's cells that have no verdict in `done` into `run_dir`."""
+    left = len(request.cells) - len(done)
+    run_matrix(backend, request.targets, request.cells, request.settings, run_dir, request.params,
+               Progress(left * request.settings.repeat), done=done)
     return run_dir
 
 
@@ -146,25 +129,20 @@ def _more_runs(runner, target: Target, verdict: Verdict, settings: RunSettings, 
     return classify(verdict.cell, [r.report for r in verdict.runs + more.runs])
 
 
-def run_pair(from_name: str, to_name: str, backend_name: str, out: str | Path,
-             settings: RunSettings, threads: int, msgs: int, patterns: str = "all",
-             transports: str = "all", poll: str = "both", max_repeat: int | None = None,
-             step: int = STEP) -> tuple[Path, Path]:
+def run_pair(request: PairRequest, step: int = STEP, open_run=open_run) -> tuple[Path, Path]:
     """Run both targets on the same cells into two fresh run dirs; while a cell's intervals
-    overlap but its rates differ, add `step` runs to both sides, up to `max_repeat` each."""
-    from lab.app import open_run
-    all_targets = load_targets()
-    pair = [select(all_targets, name)[0] for name in (from_name, to_name)]
+    overlap but its rates differ, add `step` runs to both sides, up to `max_repeat` each.
+    (`open_run`: where the first run dir and the backend come from; tests hand in a fake.)"""
+    pair = select(load_targets(), [request.base, request.new])
     if pair[0].name == pair[1].name:
         raise LabError("compare two different targets")
-    max_repeat = max(max_repeat or settings.repeat, settings.repeat)
-    first = expand([pair[0]], patterns, transports, poll, threads=threads, msgs=msgs)
-    scenario_flags(first[0], settings)
+    settings = request.settings
+    max_repeat = max(request.max_repeat or settings.repeat, settings.repeat)
+    cells = [request.axes.cells([t], request.threads, request.msgs) for t in pair]
     dirs = [None, None]
-    dirs[0], runner = open_run(out, backend_name, tuple(pair))
-    dirs[1] = results.new_run_dir(out)
-    params = {"threads": threads, "msgs": msgs, "repeat": settings.repeat, "max_repeat": max_repeat,
-              "stall": settings.stall, "sleep": settings.sleep}
+    dirs[0], backend = open_run(request.out, request.backend, tuple(pair))
+    dirs[1] = results.new_run_dir(request.out)
+    params = dict(request.params, max_repeat=max_repeat)
     sides: list[dict] = [{}, {}]
 
     def judged(i: int, verdict: Verdict) -> None:
@@ -174,31 +152,33 @@ def run_pair(from_name: str, to_name: str, backend_name: str, out: str | Path,
 
     try:
         for i, target in enumerate(pair):
-            reason = runner.prepare(target)
-            for cell in expand([target], patterns, transports, poll, threads=threads, msgs=msgs):
-                judged(i, skipped(cell, reason) if reason else run_cell(runner, target, cell, settings))
+            reason = backend.prepare(target)
+            for cell in cells[i]:
+                judged(i, skipped(cell, reason) if reason else run_cell(backend, target, cell, settings))
                 say(render.verdict_line(sides[i][cell.column]))
-        while True:
-            undecided = [col for col in sides[0] if col in sides[1]
-                         and cmp.judge(cmp.Side.of(sides[0][col]), cmp.Side.of(sides[1][col]))[1]
-                         .startswith("within noise")
-                         and max(sides[0][col].n, sides[1][col].n) + step <= max_repeat]
-            if not undecided:
-                break
+        while undecided := _undecided(sides, step, max_repeat):
             for col in undecided:
                 for i, target in enumerate(pair):
-                    judged(i, _more_runs(runner, target, sides[i][col], settings, step))
+                    judged(i, _more_runs(backend, target, sides[i][col], settings, step))
                 say(f"  {'/'.join(col)}: still inside the noise, now {sides[1][col].n} runs each")
     finally:
-        runner.close()
-        for run_dir, side, target in zip(dirs, sides, pair):
+        backend.close()
+        for run_dir, side, target, planned in zip(dirs, sides, pair, cells):
             if side:
-                built = matrix_mod.build(run_dir.name, runner.name, side.values(),
-                                         params=dict(params, complete=len(side) == len(first)),
+                built = matrix_mod.build(run_dir.name, backend.name, side.values(),
+                                         params=dict(params, complete=len(side) == len(planned),
+                                                     plan=[c.to_dict() for c in planned]),
                                          targets=[target], created=results.now_iso())
                 results.save_matrix(run_dir, built)
                 results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
     return dirs[0], dirs[1]
+
+
+def _undecided(sides: list[dict], step: int, max_repeat: int) -> list:
+    """Columns both sides ran whose intervals overlap while the rates differ, with room left."""
+    return [col for col in sides[0] if col in sides[1]
+            and cmp.judge(cmp.Side.of(sides[0][col]), cmp.Side.of(sides[1][col]))[1].startswith("within noise")
+            and max(sides[0][col].n, sides[1][col].n) + step <= max_repeat]
 
 
 def resolve_side(arg: str) -> str:

@@ -104,7 +104,7 @@ def test_ctrl_c_mid_matrix_keeps_what_finished_and_leaves_nothing(tmp_path):
     assert set(glob.glob("/tmp/zmqlab-run-*")) <= before_tmp
 
 
-def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path, capsys):
+def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path):
     """`reproduce --judged DIR` reads the verdicts a reproduce run saved and writes its report
     again (with the explanations of today): one disagreement makes the exit status 1."""
     from lab import app, results
@@ -117,19 +117,22 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path, c
         cell = claim.cell("pyzmq-25.1.2")
         results.save_verdict(tmp_path, classify(cell, [make_report(outcome, cell) for _ in range(3)]))
     published = tmp_path / "published.md"
-    assert app.reproduce("all", 10, 2.0, "local", str(tmp_path), str(published), judged=str(tmp_path)) == 1
+    request = app.ReproduceRequest.from_cli("all", 10, 2.0, "local", str(tmp_path), str(published),
+                                            str(tmp_path), 1.0)
+    outcome = app.reproduce(request)
+    assert outcome.code == 1
     text = published.read_text()
     assert text == (tmp_path / "reproduce.md").read_text()
     assert "## PAIRs 1×1000" in text and "**DISAGREE**" in text and "- runs per configuration: 3" in text
-    out = capsys.readouterr().out
-    assert "AGREE    pyzmq-25.1.2" in out and "DISAGREE pyzmq-25.1.2" in out
+    assert "AGREE    pyzmq-25.1.2" in outcome.text and "DISAGREE pyzmq-25.1.2" in outcome.text
     from lab.cells import Cell
     from lab.errors import LabError
     (tmp_path / "other").mkdir()
     tcp = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=4, msgs=50)     # not a write-up configuration
     results.save_verdict(tmp_path / "other", classify(tcp, [make_report("ok", tcp)]))
     with pytest.raises(LabError, match="no verdict of a write-up configuration"):
-        app.reproduce("all", 10, 2.0, "local", str(tmp_path), None, judged=str(tmp_path / "other"))
+        app.reproduce(app.ReproduceRequest.from_cli("all", 10, 2.0, "local", str(tmp_path), None,
+                                                    str(tmp_path / "other"), 1.0))
 
 
 @pytest.mark.slow

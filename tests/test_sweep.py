@@ -137,26 +137,29 @@ class FakeBackend:
         pass
 
 
-def test_run_pair_adds_runs_only_while_the_noise_decides(tmp_path, monkeypatch):
-    from lab import app, sweep
-    from lab.runner import RunSettings
+def test_run_pair_adds_runs_only_while_the_noise_decides(tmp_path):
+    from lab import compare as cmp
+    from lab import sweep
+    from lab.requests import PairRequest
+
+    def request(max_repeat):
+        return PairRequest.from_cli(TARGETS[0], TARGETS[1], 2, 5, 5, 2.0, "local", str(tmp_path), None,
+                                    "pushpull", "inproc", "off", max_repeat)
+
+    def opener(fake):
+        return lambda out, backend, targets: (results.new_run_dir(out), fake)
     # 25.1.2 clean; 27.3.0 loses in every other run: 0/5 vs 3/5 overlaps, so runs are added
     # in steps of 5 until the intervals separate or each side has max_repeat runs.
     fake = FakeBackend({TARGETS[0]: ["ok"], TARGETS[1]: ["lost", "ok"]})
-    monkeypatch.setattr(app, "choose_backend", lambda *a, **k: fake)
-    base, new = sweep.run_pair(TARGETS[0], TARGETS[1], "fake", tmp_path, RunSettings(repeat=5, stall=2.0),
-                               2, 5, patterns="pushpull", transports="inproc", poll="off", max_repeat=20)
+    base, new = sweep.run_pair(request(20), open_run=opener(fake))
     [b] = results.load_matrix(base).verdicts
     [n] = results.load_matrix(new).verdicts
     # 0/5 vs 3/5 and 0/10 vs 5/10 overlap; 0/15 [0-20%] vs 8/15 [30-75%] separates
     assert (b.n, n.n) == (15, 15)
     assert (b.failures, n.failures) == (0, 8)
-    from lab import compare as cmp
     assert cmp.compare(results.load_matrix(base), results.load_matrix(new)).exit_code == 1
     # with a cap of 5, nothing is added and the difference stays inside the noise
     fake2 = FakeBackend({TARGETS[0]: ["ok"], TARGETS[1]: ["lost", "ok"]})
-    monkeypatch.setattr(app, "choose_backend", lambda *a, **k: fake2)
-    base, new = sweep.run_pair(TARGETS[0], TARGETS[1], "fake", tmp_path, RunSettings(repeat=5, stall=2.0),
-                               2, 5, patterns="pushpull", transports="inproc", poll="off", max_repeat=5)
+    base, new = sweep.run_pair(request(5), open_run=opener(fake2))
     assert fake2.calls == {TARGETS[0]: 5, TARGETS[1]: 5}
     assert cmp.compare(results.load_matrix(base), results.load_matrix(new)).exit_code == 0

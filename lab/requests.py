@@ -1,0 +1,288 @@
+"""What the user asked for, one frozen object per use case, validated once.
+
+A task hands its command-line values to a request's `from_cli`; everything that can be wrong
+with them (names, sizes, the flag catalog, output paths) is checked there, once, before any
+backend starts. From then on the request travels unchanged: the cells it expands to, the
+scenario argv of each (Cell.scenario_argv), and the parameters a results directory records
+(`params`) all derive from it. Adding an axis means one field on `Axes` and its expansion
+rule in lab/cells.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from lab.cells import PATTERNS, TRANSPORTS, XPUB_PATTERNS, Cell, expand, parse_list, parse_poll_modes
+from lab.errors import LabError
+from lab.results import check_output_dir, check_output_file
+from lab.targets import Target, load_targets, select
+from scenarios import flags
+
+BACKENDS = ("auto", "docker", "local")
+# Upper bounds that keep every derived figure (hard timeouts, totals) representable: far above
+# any useful experiment, low enough that a typo (--threads 100000000000000000000) is refused.
+LIMITS = {"threads": 10_000, "msgs": 100_000_000, "repeat": 100_000, "max_repeat": 100_000}
+
+# `invoke matrix` with no flags: a quick, useful sweep (two stock wheels and one draft build,
+# every pattern, transport and poll/xpub variant, 3 runs each): a few minutes when warm.
+MATRIX_DEFAULTS = dict(targets="pyzmq-25.1.2,pyzmq-27.3.0,pyzmq-25.1.2-draft", patterns="all",
+                       transports="all", variants="primary", poll="both", sync="none,xpub",
+                       threads=20, msgs=200, repeat=3, stall=2.0, sleep=0.0)
+# A CI sweep's share per target: every pattern x transport, poll off and on, each pattern's
+# primary variant; sized so a target takes minutes on a CI runner.
+SWEEP_DEFAULTS = dict(patterns="all", transports="all", poll="both", threads=10, msgs=100, repeat=5, stall=2.0)
+MAX_REPEAT = 20        # upgrade-check: most runs a cell gets while its intervals still overlap
+
+
+def check_sizes(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LabError("%s must be a whole number, not %r" % (flag, value))
+        if value < 1:
+            raise LabError("%s must be at least 1" % flag)
+        if value > LIMITS[name]:
+            raise LabError("%s must be at most %d" % (flag, LIMITS[name]))
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise LabError("unknown backend %r (known: %s)" % (name, ", ".join(BACKENDS)))
+    return name
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How each run of a cell is run: repeats, the stall window, the pause before the
+    shutdown message, the hard bound, and extra scenario flags (--inject, tests only)."""
+    repeat: int = 5
+    stall: float = 2.0
+    sleep: float = 0.0
+    timeout: float | None = None          # hard per-run bound; None: derived from the cell
+    extra: tuple[str, ...] = field(default=())
+
+    # (class constants, not fields)
+    MAX_SECONDS = 7 * 24 * 3600          # --stall, --sleep, --timeout: beyond this is a typo
+    START_MARGIN_S = 1.0                 # a run's interpreter start and imports, in a --timeout's floor
+    MAX_HARD_TIMEOUT_S = 1e8             # ~3 years: still representable by every clock and timer
+
+    def __post_init__(self):
+        check_sizes(repeat=self.repeat)
+        for name in ("stall", "sleep"):
+            if not math.isfinite(getattr(self, name)):
+                raise LabError("--%s must be a finite number" % name)
+        if self.stall <= 0:
+            raise LabError("--stall must be above 0 seconds")
+        if self.sleep < 0:
+            raise LabError("--sleep must not be negative")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise LabError("--timeout must be a positive number of seconds")
+        for name in ("stall", "sleep", "timeout"):
+            value = getattr(self, name)
+            if value is not None and value > self.MAX_SECONDS:
+                raise LabError("--%s must be at most %d seconds (a week)" % (name, self.MAX_SECONDS))
+        # A run is only classified by its own watchdog after --sleep and a --stall window
+        # without progress (plus its start): a hard timeout below that turns every slow start
+        # into a false "deadlock" classified by the lab.
+        floor = self.stall + self.sleep + self.START_MARGIN_S
+        if self.timeout is not None and self.timeout < floor:
+            raise LabError("--timeout %g s is below what a run needs: --stall + --sleep + %g s start = %g s"
+                           % (self.timeout, self.START_MARGIN_S, floor))
+
+    @classmethod
+    def from_cli(cls, repeat: int, stall: float, sleep: float, timeout: float = 0.0,
+                 inject: str | None = None) -> "RunSettings":
+        return cls(repeat=repeat, stall=stall, sleep=sleep, timeout=timeout or None,
+                   extra=("--inject", inject) if inject else ())
+
+    def hard_timeout(self, cell: Cell) -> float:
+        """Above the stall window by a margin that grows with the work, so a slow but moving
+        run is never killed; the in-process watchdog normally ends a stuck run long before."""
+        if self.timeout:
+            return self.timeout
+        # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
+        # leaves room for a loaded machine.
+        polls = cell.msgs * 0.005 if cell.poll else 0.0
+        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
+        if not bound <= self.MAX_HARD_TIMEOUT_S:
+            raise LabError("%s is too large to bound: its hard timeout would be %.3g s; lower --threads "
+                           "or --msgs" % (cell.key, bound))
+        return bound
+
+    def argv(self, cell: Cell) -> list[str]:
+        """The one place a cell becomes the scenario program's argv."""
+        return cell.scenario_argv(self.stall, self.sleep, ["--quiet", *self.extra])
+
+    def check(self, cell: Cell):
+        """The cell as the harness will parse it (its flags.parse namespace); a bad flag is a
+        LabError before any run, and a cell too large to bound is refused."""
+        self.hard_timeout(cell)
+        try:
+            return flags.parse(self.argv(cell))
+        except flags.FlagError as exc:
+            raise LabError("%s: %s" % (cell.key, exc)) from None
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The sweep's axes besides targets, as the user named them; `cells` expands them."""
+    patterns: tuple[str, ...] = PATTERNS
+    transports: tuple[str, ...] = TRANSPORTS
+    variants: str | tuple[str, ...] = "primary"     # 'primary', 'all' or names
+    polls: tuple[bool, ...] = (False, True)
+    syncs: tuple[str, ...] = ("none",)
+
+    @classmethod
+    def from_cli(cls, patterns: str = "all", transports: str = "all", variants: str = "primary",
+                 poll: str = "both", sync: str = "none", sync_is_default: bool = False) -> "Axes":
+        chosen = parse_list(patterns, PATTERNS, "pattern")
+        syncs = parse_list(sync, ("none", "xpub"), "sync mode")
+        if sync_is_default and not set(chosen) & set(XPUB_PATTERNS):
+            syncs = ("none",)      # a default is never an error: xpub just has nothing to apply to
+        if variants not in ("primary", "all"):
+            variants = tuple(v.strip() for v in variants.split(",") if v.strip())
+        return cls(chosen, parse_list(transports, TRANSPORTS, "transport"), variants,
+                   parse_poll_modes(poll), syncs)
+
+    def cells(self, targets, threads: int, msgs: int) -> tuple[Cell, ...]:
+        return expand(targets, self.patterns, self.transports, poll_modes=self.polls,
+                      variants=None if self.variants == "primary" else self.variants,
+                      sync_modes=self.syncs, threads=threads, msgs=msgs)
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """`matrix` and `sweep-run`: cells of targets x axes, run with `settings` into OUT/<run-id>/."""
+    targets: tuple[Target, ...]
+    axes: Axes
+    threads: int
+    msgs: int
+    settings: RunSettings
+    backend: str
+    out: Path
+
+    def __post_init__(self):
+        check_sizes(threads=self.threads, msgs=self.msgs)
+        check_backend(self.backend)
+        for cell in self.cells:
+            self.settings.check(cell)          # every cell, before anything is created
+
+    @classmethod
+    def from_cli(cls, targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
+                 threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
+                 inject: str | None = None) -> "SweepRequest":
+        check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+        check_backend(backend)
+        axes = Axes.from_cli(patterns, transports, variants, poll, sync,
+                             sync_is_default=sync == MATRIX_DEFAULTS["sync"])
+        return cls(select(load_targets(), targets), axes, threads, msgs,
+                   RunSettings.from_cli(repeat, stall, sleep, inject=inject), backend,
+                   check_output_dir(out, "--out"))
+
+    @classmethod
+    def one_target(cls, target: str, out: str, threads: int, msgs: int, repeat: int, stall: float,
+                   backend: str, inject: str | None = None, patterns: str = "all",
+                   transports: str = "all") -> "SweepRequest":
+        """`sweep-run`: one target's share of a CI sweep (primary variants, poll off and on)."""
+        chosen = select(load_targets(), target)
+        if len(chosen) != 1:
+            raise LabError(f"sweep-run takes exactly one target, got {target!r}")
+        return cls.from_cli(target, patterns, transports, "primary", SWEEP_DEFAULTS["poll"], "none",
+                            threads, msgs, repeat, stall, 0.0, backend, out, inject)
+
+    @cached_property
+    def cells(self) -> tuple[Cell, ...]:
+        return self.axes.cells(self.targets, self.threads, self.msgs)
+
+    @property
+    def params(self) -> dict:
+        """What the results directory records of this request (matrix.json `params`)."""
+        return {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
+                "stall": self.settings.stall, "sleep": self.settings.sleep}
+
+
+@dataclass(frozen=True)
+class ScenarioRequest:
+    """`scenario`: one cell of one target, run `settings.repeat` times."""
+    target: Target
+    cell: Cell
+    settings: RunSettings
+    backend: str
+    json_path: Path | None
+
+    def __post_init__(self):
+        check_backend(self.backend)
+        self.settings.check(self.cell)
+
+    @classmethod
+    def from_cli(cls, target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
+                 poll: bool, sync: str, sleep: float, stall: float, repeat: int, backend: str,
+                 json: str | None, timeout: float, inject: str | None) -> "ScenarioRequest":
+        names = [n.strip() for n in target.split(",")]
+        if len(names) != 1 or not names[0]:
+            raise LabError("--target takes one target name, got %r (matrix runs several)" % target)
+        check_sizes(threads=threads, msgs=msgs, repeat=repeat)
+        chosen = select(load_targets(), names)[0]
+        cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
+        return cls(chosen, cell, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
+                   check_output_file(json, "--json") if json is not None else None)
+
+
+@dataclass(frozen=True)
+class ReproduceRequest:
+    """`reproduce`: the write-up's published configurations on `targets`; or, with `judged`,
+    no run at all: the verdicts of an earlier reproduce run judged again."""
+    targets: tuple[Target, ...]
+    settings: RunSettings
+    backend: str
+    out: Path | None
+    markdown: Path | None
+    judged: Path | None = None
+
+    @classmethod
+    def from_cli(cls, targets: str, repeat: int, stall: float, backend: str, out: str,
+                 markdown: str | None, judged: str | None, sleep: float) -> "ReproduceRequest":
+        check_backend(backend)
+        md = check_output_file(markdown, "--markdown") if markdown is not None else None
+        if judged is not None:
+            return cls((), RunSettings(repeat=1), backend, None, md, Path(judged))
+        chosen = select(load_targets(), targets)
+        settings = RunSettings.from_cli(repeat, stall, sleep)
+        return cls(chosen, settings, backend, check_output_dir(out, "--out"), md)
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """`compare` of two targets and `upgrade-check`: the same cells on BASE and NEW targets
+    (`max_repeat`: add runs where the intervals overlap but the rates differ)."""
+    base: str
+    new: str
+    axes: Axes
+    threads: int
+    msgs: int
+    settings: RunSettings
+    backend: str
+    out: Path | None
+    markdown: Path | None
+    max_repeat: int | None = None
+    run: bool = True           # False: `compare` of two results directories, nothing to run
+
+    @classmethod
+    def from_cli(cls, base: str, new: str, threads: int, msgs: int, repeat: int, stall: float, backend: str,
+                 out: str, markdown: str | None, patterns: str = "all", transports: str = "all",
+                 poll: str = "both", max_repeat: int | None = None, run: bool = True) -> "PairRequest":
+        check_sizes(threads=threads, msgs=msgs, repeat=repeat, max_repeat=max_repeat)
+        check_backend(backend)
+        md = check_output_file(markdown, "--markdown") if markdown is not None else None
+        axes = Axes.from_cli(patterns, transports, "primary", poll, "none")
+        return cls(base, new, axes, threads, msgs, RunSettings.from_cli(repeat, stall, 0.0), backend,
+                   check_output_dir(out, "--out") if run else None, md, max_repeat, run)
+
+    @property
+    def params(self) -> dict:
+        return {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
+                "stall": self.settings.stall, "sleep": self.settings.sleep}
