@@ -131,3 +131,11 @@ def test_expand_accepts_pinned_targets():
 
 def test_every_pattern_has_variants():
     assert set(VARIANTS) == set(PATTERNS)
+
+
+def test_the_verdict_schema_knows_every_pattern_of_the_catalog():
+    import json
+    from pathlib import Path
+    schema = json.loads((Path(__file__).resolve().parents[1] / "lab/schemas/verdict.schema.json").read_text())
+    enum = schema["properties"]["cell"]["properties"]["pattern"]["enum"]
+    assert tuple(enum) == PATTERNS
