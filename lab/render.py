@@ -1,28 +1,35 @@
 """Pure renderers: a matrix as a terminal table or as GitHub markdown; a verdict as one line.
 
-A full sweep has ~40 columns, far wider than a terminal, so the terminal table is cut into
-blocks that fit `width`, breaking between patterns where possible, each block repeating
-the row labels. Markdown gets one table per pattern for the same reason.
+A full sweep has ~40 columns, far wider than a terminal, so both get one table per pattern;
+rich fits each terminal table to the terminal's width.
 """
 from __future__ import annotations
 
+import io
+import shutil
 from itertools import groupby
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
 from lab.matrix import Column, Matrix
-from lab.verdicts import FAILURES, SEVERITY, RunSummary, Verdict, describe_gap, describe_stall
+from lab.verdicts import FAILURES, INFRA, SEVERITY, RunSummary, Verdict, describe_gap, describe_stall
 
 LEGEND = (
     ("ok k/n", "all k of n runs clean"),
     ("LOST f/n", "f of n runs failed (also MISORDERED, DEADLOCK, ERROR: the worst kind is shown)"),
     ("...*", "runs failed in more than one way (see the details)"),
+    ("...~", "some runs were lost to the infrastructure (container killed, paused or removed from "
+             "outside; an engine error): run again, not counted"),
+    ("infra", "every run was lost to the infrastructure: nothing judged"),
     ("ERROR!", "the lab found the runs inconsistent (versions or parameters differ)"),
     ("unsup", "not available in this build (e.g. CLIENT/SERVER without the draft API)"),
     ("skip", "target not runnable on this backend"),
     ("-", "not run in this sweep"),
 )
 _PARAM_ORDER = ("runs", "threads", "msgs", "stall", "sleep", "timeout")
-_GAP = "  "          # between columns
-_GROUP_GAP = " | "   # between patterns
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -38,12 +45,15 @@ def cell_text(verdict: Verdict | None) -> str:
         return "skip"
     if verdict.problems:
         return "ERROR!"
+    if worst == INFRA:
+        return "infra"
+    infra = "~" if verdict.infra else ""
     if worst == "ok":
-        return f"ok {counts['ok']}/{n}"
+        return f"ok {counts['ok']}/{n}{infra}"
     if worst == "unsupported":
-        return "unsup" if counts["unsupported"] == n else f"unsup {counts['unsupported']}/{n}"
+        return ("unsup" if counts["unsupported"] == n else f"unsup {counts['unsupported']}/{n}") + infra
     mixed = "*" if sum(1 for o in FAILURES if counts[o]) > 1 else ""
-    return f"{worst.upper()} {verdict.failures}/{n}{mixed}"
+    return f"{worst.upper()} {verdict.failures}/{n}{mixed}{infra}"
 
 
 def row_label(matrix: Matrix, target: str) -> str:
@@ -54,7 +64,7 @@ def row_label(matrix: Matrix, target: str) -> str:
 
 
 def header_line(matrix: Matrix) -> str:
-    params = " ".join(f"{k}={matrix.params[k]}" for k in _PARAM_ORDER if k in matrix.params)
+    params = " ".join(f"{k}={matrix.params[k]}" for k in _PARAM_ORDER if matrix.params.get(k) is not None)
     parts = [f"zmqlab run {matrix.run_id}", f"backend {matrix.backend}"]
     parts += [p for p in (matrix.created, params) if p]
     return " · ".join(parts)
@@ -72,69 +82,44 @@ def tally_line(matrix: Matrix) -> str:
 
 # ---- terminal table ------------------------------------------------------------------------
 
-def table(matrix: Matrix, width: int = 120) -> str:
-    rows = matrix.rows
-    labels = [row_label(matrix, r) for r in rows]
-    label_w = max([len("target")] + [len(x) for x in labels])
-    texts = {(r, c): cell_text(matrix.lookup(r, c)) for r in rows for c in matrix.columns}
-    col_w = {c: max([len(c[2]), len(c[1])] + [len(texts[r, c]) for r in rows]) for c in matrix.columns}
-
-    out = [header_line(matrix), ""]
+def table(matrix: Matrix, width: int | None = None) -> str:
+    """The matrix for a terminal, through rich: per pattern, tables of rows = targets and
+    columns = transport and variant, as many columns per table as fit `width` (default: the
+    terminal's), so no column is ever cut off; failures in bold."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False)
+    console.print(header_line(matrix), soft_wrap=True)
     if not matrix.columns:
-        out.append("(no cells)")
-    for block in _blocks(matrix.columns, col_w, width - label_w - len(_GAP)):
-        out += _render_block(block, rows, labels, label_w, col_w, texts)
-        out.append("")
-    out += [tally_line(matrix), "legend:"] + [f"  {sym:<9} {meaning}" for sym, meaning in LEGEND]
-    return "\n".join(out) + "\n"
-
-
-def _blocks(columns: tuple[Column, ...], col_w: dict, room: int) -> list[list[list[Column]]]:
-    """Columns -> blocks -> pattern groups, each block at most `room` wide when possible."""
-    blocks: list[list[list[Column]]] = []
-    used = room + 1                                # forces a first block
-    for _, group in groupby(columns, key=lambda c: c[0]):
+        console.print("(no cells)")
+    label_w = max([len("target")] + [len(r) for r in matrix.rows]) + 3      # + padding and edge
+    for pattern, group in groupby(matrix.columns, key=lambda c: c[0]):
         group = list(group)
-        need = _width(group, col_w)
-        if used + len(_GROUP_GAP) + need <= room:
-            blocks[-1].append(group)
-            used += len(_GROUP_GAP) + need
-            continue
-        # A pattern wider than the room is split on its own; otherwise start a new block.
-        while group:
-            piece = [group[0]]
-            for c in group[1:]:
-                if _width(piece + [c], col_w) > room:
-                    break
-                piece.append(c)
-            blocks.append([piece])
-            used = _width(piece, col_w)
-            group = group[len(piece):]
-    return blocks
-
-
-def _width(group: list[Column], col_w: dict) -> int:
-    return sum(col_w[c] for c in group) + len(_GAP) * (len(group) - 1)
-
-
-def _render_block(block, rows, labels, label_w, col_w, texts) -> list[str]:
-    def line(first: str, per_column) -> str:
-        groups = [_GAP.join(per_column(c).ljust(col_w[c]) for c in g) for g in block]
-        return (first.ljust(label_w) + _GAP + _GROUP_GAP.join(groups)).rstrip()
-
-    def spanning(index: int):
-        # Write a pattern/transport name above the first column of its run only.
-        def text(c: Column) -> str:
-            cols = [x for g in block for x in g]
-            i = cols.index(c)
-            return c[index] if i == 0 or cols[i - 1][: index + 1] != c[: index + 1] else ""
-        return text
-
-    out = [line("", spanning(0)), line("", spanning(1)), line("target", lambda c: c[2])]
-    out.append("-" * len(max(out, key=len)))
-    for r, label in zip(rows, labels):
-        out.append(line(label, lambda c: texts[r, c]))
-    return out
+        rows = {r: [matrix.lookup(r, c) for c in group] for r in matrix.rows}
+        # a cell's text never breaks; a long variant label breaks before each "+option"
+        widths = [max([len(cell_text(v[i])) for v in rows.values()] + [len(part) for part in
+                  (c[1], *c[2].replace("+", " +").split())]) for i, c in enumerate(group)]
+        chunks, used = [[]], label_w
+        for i, w in enumerate(widths):
+            if chunks[-1] and used + w + 3 > width:
+                chunks.append([])
+                used = label_w
+            chunks[-1].append(i)
+            used += w + 3
+        for n, chunk in enumerate(chunks, 1):
+            title = pattern + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else "")
+            grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            grid.add_column("target", no_wrap=True)
+            for i in chunk:
+                grid.add_column(group[i][1] + "\n" + group[i][2].replace("+", "\n+"), min_width=widths[i])
+            for r, verdicts in rows.items():
+                v = matrix.row_versions(r)
+                label = r + (f"\nlibzmq {v.libzmq}{' draft' if v.draft else ''}" if v.libzmq else "")
+                grid.add_row(label, *(Text(cell_text(verdicts[i]), style="bold" if verdicts[i] is not None
+                                           and verdicts[i].failed else "") for i in chunk))
+            console.print(grid)
+    console.print(tally_line(matrix), soft_wrap=True)
+    console.print("legend:\n" + "\n".join(f"  {sym:<9} {meaning}" for sym, meaning in LEGEND), soft_wrap=True)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
 
 
 # ---- markdown --------------------------------------------------------------------------------
@@ -182,6 +167,8 @@ def run_detail(run: RunSummary) -> str:
         return f"{text}: {describe_stall(run)}"
     if run.outcome == "error":
         return f"{text}: {' '.join(run.error.split())}"
+    if run.outcome == INFRA:
+        return f"{text}: {' '.join(run.reason.split())}"
     gaps = [t for t in run.threads if t["first_gap"] is not None]
     if run.first_gap:
         text += f": first gap {describe_gap(run.first_gap)}"

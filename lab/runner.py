@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import rich.progress
+from rich.console import Console
+
 from lab import matrix as matrix_mod
 from lab import render, results, schemas
 from lab.backends.base import Backend, ProcessResult
@@ -141,31 +144,52 @@ def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings
 
 
 class Progress:
-    """One line per finished cell (a bar on a terminal), so long sweeps show where they are."""
+    """Where a long sweep is: on a terminal, a live rich bar (runs done, ETA, the run that just
+    ended) with each judged cell printed above it; elsewhere (CI logs, pipes) one plain line
+    per cell, as before."""
 
     def __init__(self, total_runs: int, stream=sys.stderr):
-        self.total, self.done, self.stream = total_runs, 0, stream
-        self.started = time.monotonic()
-        self.tty = stream.isatty()
+        self.console = Console(file=stream, highlight=False)
+        self.tty = self.console.is_terminal
+        self.total, self._done = total_runs, 0
+        self.bar = None
+        if self.tty:
+            self.bar = rich.progress.Progress(
+                rich.progress.BarColumn(), rich.progress.MofNCompleteColumn(), rich.progress.TextColumn("runs"),
+                rich.progress.TimeRemainingColumn(), rich.progress.TextColumn("{task.fields[now]}"),
+                console=self.console, transient=True)
+            self.task = self.bar.add_task("runs", total=total_runs, now="")
+            self.bar.start()
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    @done.setter
+    def done(self, value: int) -> None:
+        self._done = value
+        if self.bar is not None:
+            self.bar.update(self.task, completed=value)
 
     def run_finished(self, label: str, n: int, outcome: str):
         self.done += 1
-        if self.tty:
-            width = 24
-            filled = int(width * self.done / max(1, self.total))
-            eta = (time.monotonic() - self.started) / self.done * (self.total - self.done)
-            self.stream.write("\r[%s%s] %d/%d runs, ~%ds left  %-50.50s" % (
-                "#" * filled, "." * (width - filled), self.done, self.total, eta, "%s #%d %s" % (label, n, outcome)))
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.update(self.task, now="%s #%d %s" % (label, n, outcome))
 
     def cell_finished(self, verdict: Verdict):
-        line = render.verdict_line(verdict)
-        self.stream.write(("\r\033[K" if self.tty else "") + line + "\n")
-        self.stream.flush()
+        self.note(render.verdict_line(verdict))
 
     def note(self, text: str):
-        self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
-        self.stream.flush()
+        if self.bar is not None:
+            self.console.print(text, soft_wrap=True)
+        else:
+            self.console.file.write(text + "\n")
+            self.console.file.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 # matrix.json holds every verdict whole (runs, stacks): tens of MB for a full sweep, so
@@ -227,6 +251,7 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                     save()
             backend.release(target)
     finally:
+        progress.close()
         backend.close()
         built = save(final=True)
     return built
