@@ -226,7 +226,18 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
         last_write = time.monotonic()
         return built
 
-    save()
+    def keep(write, verdict=None):
+        """A write the disk refused (full, read-only) ends the run with a one-line error; the
+        verdict that could not be saved is printed whole on stderr first, so it is not lost."""
+        try:
+            write()
+        except OSError as exc:
+            if verdict is not None:
+                sys.stderr.write(json.dumps(verdict.to_dict()) + "\n")
+            raise LabError("cannot write to %s: %s%s" % (run_dir, exc.strerror or exc, "; the verdict of %s "
+                           "is printed above" % verdict.cell.key if verdict is not None else "")) from None
+
+    keep(save)
     try:
         for target in targets:
             mine = [c for c in todo if c.target == target.name]
@@ -245,13 +256,16 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                                        on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
                     progress.done += settings.repeat - verdict.n   # unsupported stops early
                     progress.cell_finished(verdict)
-                results.save_verdict(run_dir, verdict)
                 verdicts.append(verdict)
+                keep(lambda: results.save_verdict(run_dir, verdict), verdict)
                 if time.monotonic() - last_write >= MATRIX_REWRITE_S:
-                    save()
+                    keep(save)
             backend.release(target)
     finally:
         progress.close()
         backend.close()
-        built = save(final=True)
+        try:
+            built = save(final=True)
+        except OSError as exc:             # the cells/*.json saved so far stand; resume finishes it
+            raise LabError("cannot write matrix.json to %s: %s" % (run_dir, exc.strerror or exc)) from None
     return built

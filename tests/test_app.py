@@ -170,3 +170,48 @@ def test_kill_9_mid_matrix_then_resume_runs_only_the_missing_cells(tmp_path):
     assert sorted(v["key"] for v in whole["verdicts"]) == sorted(
         "pyzmq-25.1.2/%s/%s/default" % (p, t) for p in ("pair", "pushpull") for t in ("inproc", "tcp"))
     assert whole["params"]["threads"] == 2 and whole["params"]["stall"] == 0.5
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_verdict(tmp_path, monkeypatch, capsys):
+    """ENOSPC while saving a verdict: a one-line LabError naming the directory, and the verdict
+    that could not be written is printed whole on stderr first (nothing collected is lost)."""
+    import errno
+    from lab import results, runner
+    from lab.cells import Cell
+    from lab.requests import RunSettings
+    from tests.factories import make_report
+    from lab.backends.base import ProcessResult
+
+    class Backend:
+        name = "fake"
+
+        def prepare(self, target):
+            return None
+
+        def run(self, target, argv, timeout):
+            return ProcessResult(json.dumps(make_report("ok", cell)) + "\n", "", 0, False, 0.1)
+
+        def release(self, target):
+            pass
+
+        def close(self):
+            pass
+
+    from lab.targets import load_targets, select
+    target = select(load_targets(), "pyzmq-25.1.2")
+    cell = Cell("pyzmq-25.1.2", "pubsub", "tcp", threads=4, msgs=50)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    real = results.save_verdict
+    monkeypatch.setattr(results, "save_verdict", full)
+    with pytest.raises(runner.LabError, match=r"cannot write to .*run: No space left on device; the verdict "
+                                              r"of pyzmq-25.1.2/pubsub/tcp/default is printed above"):
+        runner.run_matrix(Backend(), target, [cell], RunSettings(repeat=1), run_dir, {})
+    printed = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert printed["key"] == cell.key and printed["outcome"] == "ok"
+    monkeypatch.setattr(results, "save_verdict", real)
+    # the final matrix.json (written when the disk had room again) still holds the verdict
+    assert [v["key"] for v in json.loads((run_dir / "matrix.json").read_text())["verdicts"]] == [cell.key]
