@@ -14,42 +14,6 @@ clientserver.py (not pairs.cpp's connect/send/disconnect per message).
 
 --poll: one poll after each CHANNEL's connect, none after a send (as clientserver.cpp; no
 POLL_AFTER_SEND)."""
-import zmq
+from scenarios import threadsafe
 
-
-def unsupported(variant):
-    if not zmq.has("draft"):
-        return ("libzmq %s was built without the draft API (zmq.has('draft') is False): "
-                "CHANNEL sockets are unavailable" % zmq.zmq_version())
-    if not hasattr(zmq, "CHANNEL"):
-        return ("pyzmq %s has no CHANNEL constant (CHANNEL is a libzmq >= 4.3.3 draft; this is libzmq %s)"
-                % (zmq.pyzmq_version(), zmq.zmq_version()))
-    ctx = zmq.Context()
-    try:
-        ctx.socket(zmq.CHANNEL).close(linger=0)
-    except zmq.ZMQError as exc:
-        return ("libzmq %s (pyzmq %s) cannot create a CHANNEL socket (draft since libzmq 4.3.3): %s"
-                % (zmq.zmq_version(), zmq.pyzmq_version(), exc))
-    finally:
-        ctx.term()
-    return None
-
-
-def open_receiver(ctx):
-    return ctx.socket(zmq.CHANNEL)
-
-
-def open_shared(ctl, ctx, endpoint, variant):
-    if variant != "shared":
-        return None
-    sock = ctl.socket(ctx, zmq.CHANNEL)
-    ctl.connect(sock, endpoint)
-    return sock
-
-
-def open_sender(ctl, ctx, endpoint, shared):
-    if shared is not None:
-        return shared
-    sock = ctl.socket(ctx, zmq.CHANNEL)
-    ctl.connect(sock, endpoint)
-    return sock
+unsupported, open_receiver, open_shared, open_sender = threadsafe.socket_code("CHANNEL", "CHANNEL", "4.3.3")

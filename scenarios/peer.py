@@ -23,6 +23,8 @@ import os
 
 import zmq
 
+from scenarios import threadsafe
+
 _lookup_result = None      # (zmq_connect_peer or None, reason or None), found once
 
 
@@ -136,47 +138,20 @@ class Peer(object):
         return getattr(self.sock, name)
 
 
+_unsupported, open_receiver, open_shared, open_sender = threadsafe.socket_code("PEER", "PEER", "4.3.3", wrap=Peer)
+
+
 def unsupported(variant):
-    if not zmq.has("draft"):
-        return ("libzmq %s was built without the draft API (zmq.has('draft') is False): "
-                "PEER sockets are unavailable" % zmq.zmq_version())
-    if not hasattr(zmq, "PEER"):
-        return ("pyzmq %s has no PEER constant (PEER is a libzmq >= 4.3.3 draft; this is libzmq %s)"
-                % (zmq.pyzmq_version(), zmq.zmq_version()))
-    ctx = zmq.Context()
-    try:
-        ctx.socket(zmq.PEER).close(linger=0)
-    except zmq.ZMQError as exc:
-        return ("libzmq %s (pyzmq %s) cannot create a PEER socket (draft since libzmq 4.3.3): %s"
-                % (zmq.zmq_version(), zmq.pyzmq_version(), exc))
-    finally:
-        ctx.term()
+    """The sockets, then a message's routing id in this pyzmq, then zmq_connect_peer."""
+    reason = _unsupported(variant)
+    if reason:
+        return reason
     try:
         zmq.Frame(b"").routing_id = 1
     except (zmq.ZMQError, RuntimeError) as exc:
         return ("pyzmq %s on libzmq %s cannot set a message's routing id (pyzmq built without the "
                 "draft API?): %s" % (zmq.pyzmq_version(), zmq.zmq_version(), exc))
     return _connect_peer_fn()[1]
-
-
-def open_receiver(ctx):
-    return ctx.socket(zmq.PEER)
-
-
-def open_shared(ctl, ctx, endpoint, variant):
-    if variant != "shared":
-        return None
-    peer = Peer(ctl.socket(ctx, zmq.PEER))
-    ctl.connect(peer, endpoint)
-    return peer
-
-
-def open_sender(ctl, ctx, endpoint, shared):
-    if shared is not None:
-        return shared
-    peer = Peer(ctl.socket(ctx, zmq.PEER))
-    ctl.connect(peer, endpoint)
-    return peer
 
 
 def send(ctl, peer, endpoint, payload):

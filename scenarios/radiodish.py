@@ -17,58 +17,37 @@ connect); this pattern does the same with RADIO in place of CLIENT.
 POLL_AFTER_SEND)."""
 import zmq
 
+from scenarios import threadsafe
+
 GROUP = b"zmqlab"          # libzmq 4.2 allows at most 15 bytes (ZMQ_GROUP_MAX_LENGTH)
+
+_unsupported, _open_dish, open_shared, open_sender = threadsafe.socket_code("RADIO", "DISH", "4.2.0")
 
 
 def unsupported(variant):
-    if not zmq.has("draft"):
-        return ("libzmq %s was built without the draft API (zmq.has('draft') is False): "
-                "RADIO/DISH sockets are unavailable" % zmq.zmq_version())
-    if not (hasattr(zmq, "RADIO") and hasattr(zmq, "DISH")):
-        return "pyzmq %s has no RADIO/DISH constants" % zmq.pyzmq_version()
+    """The sockets, then pyzmq's own draft calls: join, and a message's group."""
+    reason = _unsupported(variant)
+    if reason:
+        return reason
     ctx = zmq.Context()
     try:
-        for kind in ("RADIO", "DISH"):
-            try:
-                sock = ctx.socket(getattr(zmq, kind))
-            except zmq.ZMQError as exc:
-                return ("libzmq %s (pyzmq %s) cannot create a %s socket (draft since libzmq 4.2.0): %s"
-                        % (zmq.zmq_version(), zmq.pyzmq_version(), kind, exc))
-            try:
-                if kind == "DISH":
-                    sock.join(GROUP)
-                else:
-                    zmq.Frame(b"").group = GROUP
-            except (zmq.ZMQError, RuntimeError) as exc:
-                return ("pyzmq %s on libzmq %s cannot %s (pyzmq built without the draft API?): %s"
-                        % (zmq.pyzmq_version(), zmq.zmq_version(),
-                           "join a DISH group" if kind == "DISH" else "set a message's group", exc))
-            finally:
-                sock.close(linger=0)
+        dish = ctx.socket(zmq.DISH)
+        try:
+            dish.join(GROUP)
+            zmq.Frame(b"").group = GROUP
+        except (zmq.ZMQError, RuntimeError) as exc:
+            return ("pyzmq %s on libzmq %s cannot join a DISH group or set a message's group (pyzmq "
+                    "built without the draft API?): %s" % (zmq.pyzmq_version(), zmq.zmq_version(), exc))
+        finally:
+            dish.close(linger=0)
     finally:
         ctx.term()
     return None
 
 
 def open_receiver(ctx):
-    sock = ctx.socket(zmq.DISH)
+    sock = _open_dish(ctx)
     sock.join(GROUP)
-    return sock
-
-
-def open_shared(ctl, ctx, endpoint, variant):
-    if variant != "shared":
-        return None
-    sock = ctl.socket(ctx, zmq.RADIO)
-    ctl.connect(sock, endpoint)
-    return sock
-
-
-def open_sender(ctl, ctx, endpoint, shared):
-    if shared is not None:
-        return shared
-    sock = ctl.socket(ctx, zmq.RADIO)
-    ctl.connect(sock, endpoint)
     return sock
 
 

@@ -10,43 +10,6 @@ clientserver.py.
 
 --poll: one poll after each SCATTER's connect, none after a send (as clientserver.cpp; no
 POLL_AFTER_SEND)."""
-import zmq
+from scenarios import threadsafe
 
-
-def unsupported(variant):
-    if not zmq.has("draft"):
-        return ("libzmq %s was built without the draft API (zmq.has('draft') is False): "
-                "SCATTER/GATHER sockets are unavailable" % zmq.zmq_version())
-    if not (hasattr(zmq, "SCATTER") and hasattr(zmq, "GATHER")):
-        return "pyzmq %s has no SCATTER/GATHER constants" % zmq.pyzmq_version()
-    ctx = zmq.Context()
-    try:
-        for kind in ("SCATTER", "GATHER"):
-            try:
-                ctx.socket(getattr(zmq, kind)).close(linger=0)
-            except zmq.ZMQError as exc:
-                return ("libzmq %s (pyzmq %s) cannot create a %s socket (draft since libzmq 4.2.0): %s"
-                        % (zmq.zmq_version(), zmq.pyzmq_version(), kind, exc))
-    finally:
-        ctx.term()
-    return None
-
-
-def open_receiver(ctx):
-    return ctx.socket(zmq.GATHER)
-
-
-def open_shared(ctl, ctx, endpoint, variant):
-    if variant != "shared":
-        return None
-    sock = ctl.socket(ctx, zmq.SCATTER)
-    ctl.connect(sock, endpoint)
-    return sock
-
-
-def open_sender(ctl, ctx, endpoint, shared):
-    if shared is not None:
-        return shared
-    sock = ctl.socket(ctx, zmq.SCATTER)
-    ctl.connect(sock, endpoint)
-    return sock
+unsupported, open_receiver, open_shared, open_sender = threadsafe.socket_code("SCATTER", "GATHER", "4.2.0")

@@ -123,6 +123,10 @@ def load(name, zmq, monkeypatch):
     """scenarios/<name>.py executed against `zmq`, under a private name (sys.modules keeps the
     real scenario modules untouched for the other tests)."""
     monkeypatch.setitem(sys.modules, "zmq", zmq)
+    # the shared thread-safe socket code must be executed against this `zmq` too
+    import scenarios
+    monkeypatch.delitem(sys.modules, "scenarios.threadsafe", raising=False)
+    monkeypatch.delattr(scenarios, "threadsafe", raising=False)
     spec = importlib.util.spec_from_file_location("zmqlab_test_%s_%s" % (name, uuid.uuid4().hex[:6]),
                                                   SCENARIOS / ("%s.py" % name))
     module = importlib.util.module_from_spec(spec)
@@ -143,15 +147,18 @@ def make_ctl(harness, ctx=None, pattern=None, poll=False, nowait=False, linger=3
 # --- the modules as files ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", NEW)
-def test_module_is_python39_pyzmq_and_stdlib_only_with_the_pattern_interface(name):
+def test_module_is_python39_pyzmq_and_stdlib_only_with_the_pattern_interface(name, monkeypatch):
     source = (SCENARIOS / ("%s.py" % name)).read_text()
     tree = ast.parse(source, feature_version=(3, 9))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert "zmq" in imported
-    assert imported - {"zmq"} <= set(sys.stdlib_module_names), imported
+    assert "zmq" in imported or name in ("scattergather", "channel")
+    assert imported - {"zmq"} <= set(sys.stdlib_module_names) | {"scenarios"}, imported
+    assert "threadsafe.socket_code(" in source          # the shared socket code, not a copy of it
+    module = load(name, fake_zmq(), monkeypatch)
+    for fn in ("unsupported", "open_receiver", "open_shared", "open_sender"):
+        assert callable(getattr(module, fn))
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert {"unsupported", "open_receiver", "open_shared", "open_sender"} <= functions
     assert ("send" in functions) == (name in ("radiodish", "peer"))   # group / routing id per send
     doc = ast.get_docstring(tree)
     assert "WallStProg/zmqtests" in doc and "clientserver.cpp" in doc
@@ -517,5 +524,6 @@ def test_per_thread_channel_is_exclusive_rejected_senders_lose_or_hang(docker_ba
         report = verdict.runs[0].report
         assert verdict.worst in ("lost", "deadlock"), "%s: %s" % (transport, verdict.summary_line())
         assert any(t["received"] == 0 for t in report["threads"]), report["reason"]
+    # inproc: which rejected sender blocks, or whose pings vanish, is a race; one run shows one of them
     verdict = run_in(docker_backend, target, "channel", "inproc", "per-thread", stall=1.0, timeout=8)
-    assert verdict.worst == "deadlock", verdict.summary_line()
+    assert verdict.worst in ("lost", "deadlock"), verdict.summary_line()
