@@ -13,12 +13,12 @@ from itertools import groupby
 
 from lab.matrix import Matrix
 from lab.render import LEGEND, cell_text, header_line, row_label, run_detail, tally_line
-from lab.verdicts import FAILURES, RunSummary, Verdict
+from lab.verdicts import FAILURES, INFRA, RunSummary, Verdict
 
 # Hue per failure kind; lightness falls with the failure rate, so a 1/20 race is pale and a
 # 20/20 deadlock is saturated. Non-failures have fixed colours.
 HUES = {"misordered": 48, "lost": 28, "deadlock": 0, "error": 285}
-FIXED = {"ok": "#cfeccf", "unsupported": "#dcdcdc"}
+FIXED = {"ok": "#cfeccf", "unsupported": "#dcdcdc", "infra": "#d6e4f0"}
 THREAD_ROWS = 64            # per run; a 100-thread run would otherwise dwarf the page
 
 CSS = """
@@ -40,7 +40,7 @@ table.heat{border-collapse:collapse}
 .ev h2{font-size:1.1em;margin:.2em 2em .4em 0;word-break:break-all}
 .ev table{border-collapse:collapse;margin:.4em 0 1em;font-size:12px}
 .ev th,.ev td{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
-.ev tr.bad td{background:#fde8e8}
+.ev tr.bad td{background:#fde8e8} .ev tr.infra td{background:#e6eef6}
 .close{position:absolute;top:.6em;right:1em;font-size:1.6em;text-decoration:none;color:#333}
 pre{background:#f6f6f6;padding:.5em;overflow:auto;font-size:11px;max-height:24em}
 #status{color:#555;font-style:italic}
@@ -126,7 +126,8 @@ def _pattern_table(matrix: Matrix, ids: dict, pattern: str, cols: list) -> str:
 
 
 def _legend() -> str:
-    swatches = [("ok", FIXED["ok"], "#222"), ("unsupported", FIXED["unsupported"], "#222")]
+    swatches = [("ok", FIXED["ok"], "#222"), ("unsupported", FIXED["unsupported"], "#222"),
+                ("infra (not judged)", FIXED["infra"], "#222")]
     for kind in FAILURES:
         for rate in (0.2, 1.0):
             lightness = round(88 - 46 * rate)
@@ -146,9 +147,11 @@ def _evidence(v: Verdict, anchor: str) -> str:
            f"<h2>{escape(c.key)}</h2><p>{escape(v.summary_line())}</p>",
            f"<p>{c.threads} threads × {c.msgs} messages, {v.n} run(s)"]
     if v.n:
-        counts = ", ".join(f"{o} {k}" for o, k in v.counts.items() if k)
+        counts = ", ".join(f"{o} {k}" for o, k in v.counts.items() if k and o != INFRA)
         out.append(f"; {escape(counts)}; failure rate {v.rate:.0%} "
                    f"(95% CI {v.rate_low:.0%}–{v.rate_high:.0%})")
+    if v.infra:
+        out.append(f"; {v.infra} more run(s) lost to the infrastructure, not counted")
     if v.versions:
         out.append(f"; pyzmq {escape(v.versions['pyzmq'])}, libzmq {escape(v.versions['libzmq'])}")
     out.append("</p>")
@@ -157,12 +160,12 @@ def _evidence(v: Verdict, anchor: str) -> str:
     if v.runs:
         out.append("<table><tr><th>run</th><th>outcome</th><th>by</th><th>seconds</th><th>detail</th></tr>")
         for i, run in enumerate(v.runs, 1):
-            bad = ' class="bad"' if run.outcome in FAILURES else ""
+            bad = ' class="bad"' if run.outcome in FAILURES else ' class="infra"' if run.outcome == INFRA else ""
             out.append(f"<tr{bad}><td>{i}</td><td>{escape(run.outcome)}</td><td>{escape(run.classified_by)}"
                        f"</td><td>{run.duration_s:.2f}</td><td>{escape(run_detail(run))}</td></tr>")
         out.append("</table>")
         for i, run in enumerate(v.runs, 1):
-            if run.outcome in FAILURES:
+            if run.outcome in FAILURES or run.outcome == INFRA:
                 out.append(_run_evidence(i, run))
     out.append("</section>")
     return "".join(out)
@@ -186,6 +189,8 @@ def _run_evidence(i: int, run: RunSummary) -> str:
             out.append(f"<p>+{len(run.threads) - THREAD_ROWS} more threads (see the cell's JSON)</p>")
     if run.outcome == "error":
         out.append(f"<pre>{escape(run.error)}</pre>")
+    if run.outcome == INFRA:
+        out.append(f"<p>lost to the infrastructure, not counted against the target: {escape(run.reason)}</p>")
     if run.stall:
         stacks = run.stall["stacks"] or {}
         out.append(f"<p>no progress for {run.stall['since_progress_s']:g}s</p>")

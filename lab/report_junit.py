@@ -1,14 +1,14 @@
 """A matrix as JUnit XML, for CI systems that show test results: one testsuite per target,
 one testcase per cell. Failed verdicts are <failure> (type = the worst outcome), verdicts the
-lab found inconsistent are <error>, skipped and unsupported cells are <skipped> (absences,
-not failures). Pure: render(matrix) -> str."""
+lab found inconsistent are <error>, skipped and unsupported cells, and cells whose every run
+was lost to the infrastructure, are <skipped> (absences, not failures). Pure: render(matrix) -> str."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 from lab.matrix import Matrix
 from lab.render import run_detail
-from lab.verdicts import FAILURES, Verdict
+from lab.verdicts import FAILURES, INFRA, Verdict
 
 
 def _kind(v: Verdict) -> str:
@@ -16,7 +16,7 @@ def _kind(v: Verdict) -> str:
         return "error"
     if v.failed:
         return "failure"
-    if v.worst in ("skipped", "unsupported"):
+    if v.worst in ("skipped", "unsupported", INFRA):
         return "skipped"
     return "passed"
 

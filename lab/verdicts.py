@@ -4,6 +4,10 @@ The run reports themselves are the product (they carry the per-thread evidence a
 stacks of a stall), so a verdict keeps every report whole and derives everything else
 (counts, worst outcome, failure rate with its Wilson interval, the one-line summary) from
 them. Nothing derived is stored, so a verdict can never disagree with its own evidence.
+
+A run lost to the infrastructure (outcome 'infra': its container killed, paused or removed
+from outside, an engine error) is kept as evidence but says nothing about the target: it is
+counted apart and left out of n, the failure rate and the worst outcome.
 """
 from __future__ import annotations
 
@@ -18,13 +22,17 @@ from scenarios.evidence import BUSY_STATES   # which thread states are stuck: th
 
 VERDICT_SCHEMA = "zmqlab.verdict/1"
 
-# Run-level outcomes, as the scenario (or the lab's watchdog) reports them.
+# Run-level outcomes about the target, as the scenario (or the lab's watchdog) reports them.
 OUTCOMES = ("ok", "lost", "misordered", "deadlock", "unsupported", "error")
-# 'skipped' exists only for verdicts: the backend could not run the target at all.
-VERDICT_OUTCOMES = OUTCOMES + ("skipped",)
+# ... and the lab's own: something outside the target ended or spoiled the run.
+INFRA = "infra"
+RUN_OUTCOMES = OUTCOMES + (INFRA,)
+# 'skipped' exists only for verdicts: the backend could not run the target at all. A verdict
+# is 'infra' only when every run was lost to the infrastructure.
+VERDICT_OUTCOMES = RUN_OUTCOMES + ("skipped",)
 # For "worst of": an error (the lab does not know what happened) trumps everything.
-SEVERITY = {"skipped": 0, "ok": 1, "unsupported": 2, "misordered": 3, "lost": 4,
-            "deadlock": 5, "error": 6}
+SEVERITY = {"skipped": 0, INFRA: 1, "ok": 2, "unsupported": 3, "misordered": 4, "lost": 5,
+            "deadlock": 6, "error": 7}
 # A failure is a run that tells us something is wrong; unsupported/skipped are absences.
 FAILURES = ("misordered", "lost", "deadlock", "error")
 # Harness thread states (scenarios/harness.py) that are NOT inside a zmq call. In a stall,
@@ -121,11 +129,17 @@ class Verdict:
     # ---- derived facts -------------------------------------------------------------
     @property
     def n(self) -> int:
-        return len(self.runs)
+        """Runs that say something about the target (those lost to the infrastructure not)."""
+        return len(self.runs) - self.infra
+
+    @property
+    def infra(self) -> int:
+        """Runs lost to the infrastructure (kept in runs as evidence, counted apart)."""
+        return self.counts[INFRA]
 
     @cached_property
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(OUTCOMES, 0)
+        counts = dict.fromkeys(RUN_OUTCOMES, 0)
         for run in self.runs:
             counts[run.outcome] += 1
         return counts
@@ -167,7 +181,9 @@ class Verdict:
             return "skipped"
         if self.problems:
             return "error"
-        return worst_of(r.outcome for r in self.runs)
+        if not self.n:
+            return INFRA
+        return worst_of(r.outcome for r in self.runs if r.outcome != INFRA)
 
     outcome = worst
 
@@ -203,9 +219,22 @@ class Verdict:
         if self.problems:
             more = f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
             return f"{head} error: {self.problems[0]}{more}"
+        if not self.n:
+            return (f"{head} infra {self.infra}/{self.infra} runs, nothing judged: "
+                    f"{_one_line(self.first_run(INFRA).reason)}")
+        return self._judged_line(head) + self._infra_note()
+
+    def _infra_note(self) -> str:
+        if not self.infra:
+            return ""
+        return (f"; infra {self.infra} not counted: "
+                f"{_one_line(self.first_run(INFRA).reason)}")
+
+    def _judged_line(self, head: str) -> str:
         n, counts = self.n, self.counts
         if counts["unsupported"] == n:
-            return f"{head} unsupported ({n}/{n} runs): {self.runs[0].reason}"
+            first = self.first_run("unsupported")
+            return f"{head} unsupported ({n}/{n} runs): {first.reason}"
         ci = f"95% CI {_pct(self.rate_low)}–{_pct(self.rate_high)}%"
         unsupported = ""
         if counts["unsupported"]:
@@ -262,7 +291,10 @@ class Verdict:
             verdict = classify(cell, data["runs"])
         for name in ("key", "outcome", "n", "failures", "counts"):
             mine = cell.key if name == "key" else getattr(verdict, name)
-            if data.get(name) != mine:
+            stored = data.get(name)
+            if name == "counts" and isinstance(stored, dict):
+                stored = {INFRA: 0, **stored}       # files from before 'infra' existed
+            if stored != mine:
                 raise LabError(f"verdict {data.get('key')!r} says {name}={data.get(name)!r} "
                                f"but its runs give {mine!r}")
         return verdict

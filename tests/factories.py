@@ -1,4 +1,5 @@
-"""Synthetic, schema-valid run reports (zmqlab.run/1) for every outcome, plus cells/verdicts.
+"""Synthetic, schema-valid run reports (zmqlab.run/1) for every outcome (and the lab's 'infra'),
+plus cells/verdicts.
 
     report = make_report("lost", cell=make_cell(pattern="pubsub"), lost_threads=(7,))
     verdict = make_verdict(["ok", "lost", "lost"], pattern="pubsub")
@@ -88,6 +89,11 @@ def make_report(outcome: str = "ok", cell: Cell | None = None, *,
     elif outcome == "error":
         threads = []
         shutdown_received = False
+    elif outcome == "infra":        # made by the lab: the process never said its versions
+        threads = []
+        shutdown_received = False
+        versions = versions if versions is not None else {
+            "pyzmq": "", "libzmq": "", "draft": versions_for(cell.target)["draft"], "python": ""}
     elif outcome != "ok":
         raise ValueError(f"unknown outcome {outcome!r}")
 
@@ -101,6 +107,8 @@ def make_report(outcome: str = "ok", cell: Cell | None = None, *,
         "deadlock": f"no progress for {stall_s:g}s",
         "unsupported": "CLIENT/SERVER needs the draft API (this libzmq has none)",
         "error": "scenario raised ZMQError",
+        "infra": "container zmqlab-test-pyzmq-25.1.2-ab12cd was killed from outside: exit 137, "
+                 "OOMKilled=false; the run was made again in a fresh container",
     }[outcome]
     params = {"pattern": cell.pattern, "transport": cell.transport, "threads": n, "msgs": m,
               "poll": cell.poll, "sync": cell.sync, "variant": cell.variant, "sleep": 1.0,
@@ -114,7 +122,7 @@ def make_report(outcome: str = "ok", cell: Cell | None = None, *,
         "params": params,
         "outcome": outcome,
         "reason": reason if reason is not None else default_reason,
-        "classified_by": classified_by or ("watchdog" if outcome == "deadlock" else "harness"),
+        "classified_by": classified_by or {"deadlock": "watchdog", "infra": "lab"}.get(outcome, "harness"),
         "threads": threads,
         "totals": totals,
         "shutdown_received": shutdown_received,

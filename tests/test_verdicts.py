@@ -3,11 +3,11 @@ import pytest
 from factories import make_cell, make_report, make_reports, make_verdict
 from lab.errors import LabError
 from lab.schemas import validate
-from lab.verdicts import (FAILURES, OUTCOMES, SEVERITY, Verdict, classify, is_failure, skipped,
-                          wilson, worst_of)
+from lab.verdicts import (FAILURES, OUTCOMES, RUN_OUTCOMES, SEVERITY, Verdict, classify, is_failure,
+                          skipped, wilson, worst_of)
 
 
-@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("outcome", RUN_OUTCOMES)
 def test_factory_reports_are_schema_valid(outcome):
     report = make_report(outcome, make_cell(threads=3, msgs=20))
     validate("run", report)          # raises on any mismatch
@@ -41,8 +41,9 @@ def test_severity_order_and_failures():
     assert worst_of(["lost", "deadlock"]) == "deadlock"
     assert worst_of(["deadlock", "error"]) == "error"
     assert [o for o in sorted(SEVERITY, key=SEVERITY.get)] == \
-        ["skipped", "ok", "unsupported", "misordered", "lost", "deadlock", "error"]
+        ["skipped", "infra", "ok", "unsupported", "misordered", "lost", "deadlock", "error"]
     assert not is_failure("unsupported") and not is_failure("ok") and not is_failure("skipped")
+    assert not is_failure("infra") and "infra" not in OUTCOMES
     assert all(is_failure(o) for o in FAILURES)
 
 
@@ -176,3 +177,73 @@ def test_deadlock_without_a_stuck_sender_falls_back_to_the_harness_reason():
     v = classify(cell, [report])
     assert v.runs[0].stuck_threads == []
     assert "; shutdown sender in send of #1 after 5s without progress" in v.summary_line()
+
+
+# ---- runs lost to the infrastructure ---------------------------------------------------------
+
+def test_infra_runs_are_counted_apart_and_never_against_the_target():
+    v = make_verdict(["ok", "infra", "ok", "ok"])
+    assert (v.worst, v.n, v.infra, v.failures, v.rate) == ("ok", 3, 1, 0, 0.0)
+    assert len(v.runs) == 4 and v.counts["infra"] == 1 and not v.failed
+    assert v.interval == wilson(0, 3)
+    assert v.summary_line() == (
+        "pyzmq-25.1.2 pubsub/tcp default: ok 3/3 runs (0 failed, 95% CI 0–56%); infra 1 not counted: "
+        "container zmqlab-test-pyzmq-25.1.2-ab12cd was killed from outside: exit 137, OOMKilled=false; "
+        "the run was made again in a fresh container")
+    lost = make_verdict(["lost", "infra"])
+    assert (lost.worst, lost.n, lost.failures, lost.rate) == ("lost", 1, 1, 1.0)
+    assert lost.summary_line().startswith("pyzmq-25.1.2 pubsub/tcp default: lost 1/1 runs (100%")
+    assert "; infra 1 not counted: container" in lost.summary_line()
+
+
+def test_a_cell_whose_every_run_was_lost_to_the_infrastructure_is_not_judged():
+    v = make_verdict(["infra", "infra"])
+    assert (v.worst, v.n, v.infra, v.failures, v.rate, v.interval) == ("infra", 0, 2, 0, 0.0, (0.0, 1.0))
+    assert not v.failed
+    assert v.summary_line().startswith("pyzmq-25.1.2 pubsub/tcp default: infra 2/2 runs, nothing judged: "
+                                       "container zmqlab-test-")
+    assert worst_of(["infra", "ok"]) == "ok" and worst_of(["skipped", "infra"]) == "infra"
+
+
+def test_infra_verdicts_round_trip_and_old_files_without_infra_still_load():
+    for outcomes in (["ok", "infra", "lost"], ["infra"], ["ok", "ok"]):
+        data = make_verdict(outcomes).to_dict()
+        validate("verdict", data)
+        back = Verdict.from_dict(data)
+        assert (back.n, back.infra, back.worst) == (data["n"], data["counts"]["infra"], data["outcome"])
+    old = make_verdict(["ok", "lost"]).to_dict()      # as written before 'infra' existed
+    del old["counts"]["infra"]
+    validate("verdict", old)
+    assert Verdict.from_dict(old).counts["infra"] == 0
+    with pytest.raises(LabError, match="counts"):
+        Verdict.from_dict(dict(old, counts=dict(old["counts"], infra=1)))
+
+
+def test_infra_in_the_table_legend_and_reports():
+    import xml.etree.ElementTree as ET
+
+    from factories import make_matrix
+    from lab import render, report_html, report_junit
+    from lab.matrix import Matrix
+    m = make_matrix({("pyzmq-25.1.2", "pubsub", "tcp"): ["ok", "infra", "ok"],
+                     ("pyzmq-25.1.2", "pair", "inproc"): ["infra", "infra"],
+                     ("pyzmq-25.1.2", "pushpull", "tcp"): ["lost", "infra"]})
+    texts = {v.cell.pattern: render.cell_text(v) for v in m.verdicts}
+    assert texts == {"pubsub": "ok 2/2~", "pair": "infra", "pushpull": "LOST 1/1~"}
+    assert {"...~", "infra"} <= {sym for sym, _ in render.LEGEND}
+    assert m.tally()["infra"] == 1
+    pair = next(v for v in m.verdicts if v.cell.pattern == "pair")
+    detail = render.run_detail(pair.runs[0])
+    assert detail.startswith("infra (lab, 0.5s): container zmqlab-test-") and "exit 137" in detail
+    validate("matrix", m.to_dict())
+    assert Matrix.from_dict(m.to_dict()).tally() == m.tally()
+
+    html = report_html.render(m)
+    assert 'class="infra"' in html and "lost to the infrastructure, not counted against the target" in html
+
+    root = ET.fromstring(report_junit.render(m).split("\n", 1)[1])
+    cases = {c.get("name").split("/")[0]: c for c in root.iter("testcase")}
+    assert cases["pair"].find("skipped") is not None                 # nothing judged: an absence
+    assert cases["pubsub"].find("failure") is None and cases["pubsub"].find("skipped") is None
+    assert cases["pushpull"].find("failure").get("type") == "lost"
+    assert (root.get("failures"), root.get("skipped")) == ("1", "1")

@@ -21,6 +21,12 @@ class ProcessResult:
     returncode: int | None   # None when the lab had to kill it
     timed_out: bool          # True when the hard timeout fired and the lab killed it
     wall_s: float            # start to exit (or kill), as seen by the lab
+    # An outside event that ended or spoiled the run (its container killed, paused past the
+    # hard timeout or removed by someone else, an engine error mid-run), named; the run says
+    # nothing about the target. None when nothing happened.
+    infra: str | None = None
+    paused_s: float = 0.0    # time someone else kept the run's container paused (in wall_s)
+    container: str = ""      # where it ran, for the evidence ("" for a local process)
 
 
 class Backend(Protocol):
