@@ -22,19 +22,17 @@ from typing import Callable
 
 import docker
 import docker.errors
-import requests.exceptions
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from lab.artifacts import cache_root
+from lab.engine import BASE_REPO, BUILDER_REPO, LABEL, transient_retry
 from lab.errors import LabError
 
 Progress = Callable[[str], None]
 MIRROR = os.environ.get("ZMQLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-LABEL = "org.zmqlab"  # every docker object this lab creates carries org.zmqlab=1
 
 FLAVOURS = {
-    "base": ("zmqlab-base", ("python3", "python3-venv", "python3-pip")),
-    "builder": ("zmqlab-builder", ("python3", "python3-venv", "python3-pip", "python3-dev",
+    "base": (BASE_REPO, ("python3", "python3-venv", "python3-pip")),
+    "builder": (BUILDER_REPO, ("python3", "python3-venv", "python3-pip", "python3-dev",
                                    "build-essential", "autoconf", "automake", "libtool",
                                    "pkg-config", "cmake")),
 }
@@ -50,18 +48,7 @@ IMAGE_CHANGES = [
 ]
 
 
-def _flaky(exc: BaseException) -> bool:
-    """Engine hiccups worth another try: dropped connections and 5xx, never 4xx or build errors."""
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return True
-    return isinstance(exc, docker.errors.APIError) and exc.is_server_error()
-
-
-engine_retry = retry(retry=retry_if_exception(_flaky), stop=stop_after_attempt(3),
-                     wait=wait_fixed(1), reraise=True)
-
-
-@engine_retry
+@transient_retry
 def get_image(client: docker.DockerClient, ref: str):
     """The image named `ref`, or None."""
     try:
@@ -122,7 +109,7 @@ def make_tarball(suite: str, flavour: str, progress: Progress) -> Path:
     return out
 
 
-@engine_retry
+@transient_retry
 def _import(client: docker.DockerClient, tarball: Path, suite: str, flavour: str) -> str:
     repo = FLAVOURS[flavour][0]
     changes = IMAGE_CHANGES + [f"LABEL {LABEL}.suite={suite}", f"LABEL {LABEL}.flavour={flavour}"]

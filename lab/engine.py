@@ -1,4 +1,5 @@
-"""The Docker engine edge: connecting, labelling, bounded retries and cleanup.
+"""The Docker engine edge, in one place: connecting, image names, labels, the sandbox every
+lab container runs in, the one bounded retry policy, and cleanup.
 
 Everything the lab creates on the engine (containers, networks, volumes) carries
 
@@ -11,12 +12,16 @@ Everything the lab creates on the engine (containers, networks, volumes) carries
 so a lab killed with SIGKILL leaves objects that the next lab recognises as orphans
 (their pid is dead on this host) and removes, while a concurrently running lab's objects
 (pid alive) are never touched. Images are never removed here.
+
+Every container the lab starts (a target's cell container, an image's verification
+container) gets the same sandbox (sandbox()): uid 65534, no network, every capability
+dropped, no-new-privileges, a read-only root with a tmpfs /tmp, pids and memory limits.
 """
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import docker
 import docker.errors
@@ -30,6 +35,28 @@ LABEL_RUN = "org.zmqlab.run"
 LABEL_PID = "org.zmqlab.pid"
 LABEL_PIDSTART = "org.zmqlab.pidstart"
 LABEL_HOST = "org.zmqlab.host"
+
+# Image names: zmqlab-target:<target> (one per pin), built on zmqlab-base:<suite> and, for the
+# compiled kinds, zmqlab-builder:<suite> (lab/base_image.py).
+TARGET_REPO = "zmqlab-target"
+BASE_REPO = "zmqlab-base"
+BUILDER_REPO = "zmqlab-builder"
+LAB_REPOS = (TARGET_REPO, BUILDER_REPO, BASE_REPO)
+
+# The sandbox (sandbox()); the image contract: /opt/venv/bin/python imports zmq.
+USER = "65534:65534"
+PYTHON = "/opt/venv/bin/python"
+MOUNT_ROOT = "/opt/zmqlab"
+SANDBOX_ENV = {
+    "PYTHONPATH": MOUNT_ROOT,
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "TMPDIR": "/tmp",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+}
+MEM_LIMIT = "512m"
+PIDS_LIMIT = 512
+TMPFS_SIZE = "256m"
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 CONNECT_TIMEOUT = 5.0     # s: ping / version at connection time
@@ -113,12 +140,16 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-transient_retry: Callable[[Callable[..., T]], Callable[..., T]] = retry(
-    stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.2, max=2.0),
-    retry=retry_if_exception(is_transient),
-    reraise=True,
-)
+def retrying(also: Callable[[BaseException], bool] | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """The lab's one retry policy for engine calls: 3 tries, 0.2 s doubling up to 2 s apart,
+    on transient errors (is_transient) and on whatever `also` accepts; then the error."""
+    def worth(exc: BaseException) -> bool:
+        return is_transient(exc) or (also is not None and also(exc))
+    return retry(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.2, max=2.0),
+                 retry=retry_if_exception(worth), reraise=True)
+
+
+transient_retry: Callable[[Callable[..., T]], Callable[..., T]] = retrying()
 
 
 # ---------------------------------------------------------------- labels
@@ -137,6 +168,27 @@ def run_labels(run_id: str) -> dict[str, str]:
     pid = os.getpid()
     return {LABEL: "1", LABEL_RUN: run_id, LABEL_PID: str(pid),
             LABEL_PIDSTART: _start_ticks(pid), LABEL_HOST: socket.gethostname()}
+
+
+def image_name(target: Any, repo: str = TARGET_REPO) -> str:
+    """`repo:<target name>`; `target` is a Target or its name."""
+    return f"{repo}:{getattr(target, 'name', target)}"
+
+
+# ---------------------------------------------------------------- the sandbox
+
+def sandbox(*, mem_limit: str = MEM_LIMIT, pids_limit: int = PIDS_LIMIT, tmpfs_size: str = TMPFS_SIZE,
+            mounts: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for containers.create() that every lab container gets. `mounts` maps
+    host directories to read-only paths inside (the scenarios for cell containers)."""
+    return dict(
+        network_mode="none", user=USER, cap_drop=["ALL"], read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs_size},mode=1777"},
+        pids_limit=pids_limit, mem_limit=mem_limit, memswap_limit=mem_limit,
+        security_opt=["no-new-privileges"], init=True,
+        volumes={host: {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()},
+        environment=dict(SANDBOX_ENV), working_dir="/tmp",
+    )
 
 
 def owner_alive(labels: dict[str, str]) -> bool:
@@ -163,15 +215,13 @@ def owner_alive(labels: dict[str, str]) -> bool:
 
 # ---------------------------------------------------------------- cleanup
 
-def _gone_or_permanent(exc: BaseException) -> bool:
-    return isinstance(exc, docker.errors.NotFound) or not isinstance(
-        exc, (docker.errors.APIError, requests.exceptions.RequestException))
+def _conflict(exc: BaseException) -> bool:
+    return isinstance(exc, docker.errors.APIError) and exc.status_code == 409
 
 
 # a removal can meet a container still starting or being removed (409), or a slow engine:
 # a few short tries, then it is reported (and a later lab's orphan sweep gets it)
-_removal_retry = retry(stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.25, max=1.0),
-                       retry=retry_if_exception(lambda e: not _gone_or_permanent(e)), reraise=True)
+_removal_retry = retrying(also=_conflict)
 
 
 def _remove_all(objs: list[Any], remove: Callable[[Any], None], errors: list[str]) -> int:
@@ -218,10 +268,3 @@ def sweep_orphans(client: docker.DockerClient, errors: list[str] | None = None) 
         dead(networks, lambda x: x.attrs.get("Labels") or {}),
         dead(volumes, lambda x: x.attrs.get("Labels") or {}),
         errors)
-
-
-def create_network(client: docker.DockerClient, name: str, labels: dict[str, str]) -> Any:
-    """An internal (no route out) bridge network carrying the run's labels, for placing
-    sender and receiver roles in separate containers."""
-    return transient_retry(client.networks.create)(
-        name, driver="bridge", internal=True, labels=labels, check_duplicate=True)

@@ -1,15 +1,17 @@
 """Build the Docker images the selected targets need, offline, through the Docker SDK.
 
-One image per target, tagged zmqlab-target:<target-name>, built from the recipe in
-docker/<kind>/ with a build context of that recipe plus the target's pinned artifacts
+One image per target, tagged zmqlab-target:<target-name> (lab.engine.image_name), built from
+the recipe in docker/<kind>/ with a build context of that recipe plus the target's pinned artifacts
 (fetched and hash-checked by the host, lab/artifacts.py). Builds run with network "none",
 so a recipe that tries to download anything fails instead of silently depending on it.
 
 An image carries org.zmqlab.recipe-hash = sha256(recipe files + pin entry): when an image
 with the current hash exists the target is skipped, so a second call costs a few engine
-look-ups. After each build the image is checked the way the Docker backend will run it
-(user 65534, no network, read-only root, tmpfs /tmp): pyzmq version, libzmq version and
-draft support must match the pin, or the image is removed and the target reported failed.
+look-ups. After each build the image is checked the way the Docker backend will run it, in
+the same sandbox (lab.engine.sandbox: user 65534, no network, no capabilities, read-only root,
+tmpfs /tmp, pids and memory limits) and with the lab's run/pid labels, so an orphan sweep finds
+a verification container a killed build left behind: pyzmq version, libzmq version and draft
+support must match the pin, or the image is removed and the target reported failed.
 
 Contract of every image: /opt/venv/bin/python exists and `import zmq` works in it.
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,14 +32,15 @@ from typing import Callable, Iterable
 import docker
 import docker.errors
 
+from lab import engine
 from lab.artifacts import cache_root, fetch_all, link_into
-from lab.base_image import LABEL, base_ref, engine_retry, ensure_base, ensure_registry_base, get_image
+from lab.base_image import base_ref, ensure_base, ensure_registry_base, get_image
+from lab.engine import LABEL, TARGET_REPO, image_name, transient_retry
 from lab.errors import LabError
 from lab.targets import Target
 
 Progress = Callable[[str], None]
 RECIPES = Path(__file__).resolve().parent.parent / "docker"
-TARGET_REPO = "zmqlab-target"
 HASH_LABEL = f"{LABEL}.recipe-hash"
 COMPILED_KINDS = ("bundled-sdist", "libzmq-source")   # these need the builder (compilers) stage
 VERIFY_CODE = "import zmq; print(zmq.pyzmq_version(), zmq.zmq_version(), zmq.has('draft'))"
@@ -48,10 +53,6 @@ class BuildResult:
     status: str      # 'built' | 'skipped' | 'failed' | 'broken'
     seconds: float
     detail: str
-
-
-def image_tag(target: Target) -> str:
-    return f"{TARGET_REPO}:{target.name}"
 
 
 def recipe_dir(target: Target) -> Path:
@@ -78,16 +79,16 @@ def expected_verify_line(target: Target) -> str:
 
 def image_ready(client: docker.DockerClient, target: Target) -> bool:
     """True when zmqlab-target:<name> exists and was built from the current recipe and pin."""
-    image = get_image(client, image_tag(target))
+    image = get_image(client, image_name(target))
     return image is not None and image.labels.get(HASH_LABEL) == recipe_hash(target)
 
 
 def _reuse_existing(client: docker.DockerClient, target: Target, wanted: str) -> bool:
     """Is an image with this recipe hash already there? Re-tag it if only the tag was lost."""
-    image = get_image(client, image_tag(target))
+    image = get_image(client, image_name(target))
     if image is not None and image.labels.get(HASH_LABEL) == wanted:
         return True
-    matches = engine_retry(client.images.list)(filters={"label": f"{HASH_LABEL}={wanted}"})
+    matches = transient_retry(client.images.list)(filters={"label": f"{HASH_LABEL}={wanted}"})
     if matches:
         matches[0].tag(TARGET_REPO, target.name)
         return True
@@ -127,7 +128,7 @@ def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs
     tail: list[str] = []
     step_ids: set[str] = set()
     with open(log_path, "w", encoding="utf-8") as log:
-        stream = client.api.build(path=str(ctx), tag=image_tag(target), buildargs=buildargs,
+        stream = client.api.build(path=str(ctx), tag=image_name(target), buildargs=buildargs,
                                   labels=labels, network_mode="none", pull=False, rm=True,
                                   forcerm=True, nocache=nocache, decode=True)
         for chunk in stream:
@@ -150,12 +151,14 @@ def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs
     return step_ids
 
 
-def verify_image(client: docker.DockerClient, target: Target) -> str:
-    """Run the version check the way the backend runs scenarios; return its output line."""
-    container = engine_retry(client.containers.create)(
-        image_tag(target), ["/opt/venv/bin/python", "-c", VERIFY_CODE], user="65534",
-        network_mode="none", read_only=True, tmpfs={"/tmp": "rw,size=16m"},
-        environment={"PYTHONPATH": "/opt/zmqlab"}, labels={LABEL: "1"})
+def verify_image(client: docker.DockerClient, target: Target, run_id: str | None = None) -> str:
+    """Run the version check the way the backend runs scenarios (same sandbox, the lab's
+    labels under `run_id`); return its output line."""
+    run_id = run_id or f"images-{os.getpid()}"
+    name = f"zmqlab-{run_id}-verify-{target.name}-{uuid.uuid4().hex[:6]}"
+    container = transient_retry(client.containers.create)(
+        image_name(target), [engine.PYTHON, "-c", VERIFY_CODE], name=name,
+        labels=engine.run_labels(run_id), detach=True, **engine.sandbox())
     try:
         container.start()
         status = container.wait(timeout=VERIFY_TIMEOUT_S)
@@ -173,7 +176,7 @@ def _remove_build_stages(client: docker.DockerClient, target: Target, step_ids: 
     Only images this build printed (" ---> <id>") and that the final image does not
     descend from; a blanket prune could hit another build's stage in its short window
     between the last build-stage step and COPY --from."""
-    image = get_image(client, image_tag(target))
+    image = get_image(client, image_name(target))
     if image is None:
         return
     keep = {h.get("Id", "").removeprefix("sha256:")[:12] for h in image.history()}
@@ -208,10 +211,10 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
     try:
         wanted = recipe_hash(target)
         if not force and _reuse_existing(client, target, wanted):
-            progress(f"{target.name}: up to date ({image_tag(target)})")
+            progress(f"{target.name}: up to date ({image_name(target)})")
             return BuildResult(target.name, "skipped", took(), "image up to date")
-        progress(f"{target.name}: building {image_tag(target)} ({target.kind}, {target.suite})")
-        previous = get_image(client, image_tag(target))
+        progress(f"{target.name}: building {image_name(target)} ({target.kind}, {target.suite})")
+        previous = get_image(client, image_name(target))
         artifacts = fetch_all(target, progress)
         base, builder = _bases(client, target, rebuild_base, bases_done, progress)
         buildargs = {"BASE": base, "BUILDER": builder, "DRAFT": "1" if target.draft else "",
@@ -228,7 +231,7 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
         _remove_build_stages(client, target, step_ids)
         line = verify_image(client, target)
         if line != expected_verify_line(target):
-            client.images.remove(image_tag(target), force=True)
+            client.images.remove(image_name(target), force=True)
             raise LabError(f"image reports {line!r}, pin says {expected_verify_line(target)!r}; image removed")
         _drop_replaced(client, previous)
         progress(f"{target.name}: built in {took()} s, verified: {line}")

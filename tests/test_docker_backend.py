@@ -274,7 +274,7 @@ def test_close_removes_every_object_of_the_run_and_is_idempotent(client, image, 
     b = DockerBackend(run_id, client=client, scenarios_dir=scenarios_dir, image_repo=repo,
                       check_import=None)
     assert b.run(target, ["echo"], timeout=30).returncode == 0
-    engine.create_network(client, f"zmqlab-{run_id}", b.labels)
+    client.networks.create(f"zmqlab-{run_id}", driver="bridge", internal=True, labels=b.labels)
     flt = {"label": f"{engine.LABEL_RUN}={run_id}"}
     assert _run_containers(client, run_id) and client.networks.list(filters=flt)
     b.close()
@@ -381,7 +381,7 @@ def test_prepare_reasons(exec_backend, image):
 
 @pytest.mark.docker
 def test_measure_overhead_reports_both_designs(client, image, scenarios_dir):
-    from lab.backends.docker import measure_overhead
+    from lab.bench import measure_overhead
     repo, target, _ = image
     m = measure_overhead(client, target, n=3, image_repo=repo, scenarios_dir=scenarios_dir)
     assert m["n"] == 3 and m["kept"] in ("exec", "container")
@@ -459,3 +459,297 @@ def test_owner_alive_judges_pid_host_and_pid_reuse():
     if me[engine.LABEL_PIDSTART]:   # same pid, another start time: a reused pid
         assert not engine.owner_alive({**me, engine.LABEL_PIDSTART: str(int(me[engine.LABEL_PIDSTART]) + 1)})
     assert engine.owner_alive({**me, engine.LABEL_PID: "not-a-pid"})
+
+
+# ------------------------------------------------------------------ infrastructure outcomes, judged
+
+class ScriptedBackend:
+    """Hands back the ProcessResults it is given, in order (what a backend saw happen)."""
+    name = "scripted"
+
+    def __init__(self, *results):
+        self.results = list(results)
+        self.calls = 0
+
+    def run(self, target, argv, timeout):
+        self.calls += 1
+        return self.results.pop(0)
+
+
+def _harness(outcome, cell, **kw):
+    from factories import make_report
+    return json.dumps(make_report(outcome, cell, **kw)) + "\n"
+
+
+def _judge(*results, repeat=1):
+    from factories import make_cell
+    from lab.backends.base import ProcessResult  # noqa: F401 - the results' type
+    from lab.runner import RunSettings, run_cell
+    cell = make_cell(pattern="pushpull", transport="inproc", threads=2, msgs=10)
+    target = next(t for t in load_targets() if t.name == cell.target)
+    seen = []
+    backend = ScriptedBackend(*[r(cell) if callable(r) else r for r in results])
+    verdict = run_cell(backend, target, cell, RunSettings(repeat=repeat, stall=1.0),
+                       on_run=lambda n, rep: seen.append((n, rep["outcome"])))
+    return verdict, seen, backend
+
+
+def test_a_run_lost_to_the_infrastructure_is_run_again_and_not_charged():
+    from lab.backends.base import ProcessResult
+    from lab.schemas import validate
+    killed = ProcessResult("", "", 137, False, 0.8, container="zmqlab-r-x-1",
+                           infra="container zmqlab-r-x-1 was killed from outside: exit 137, OOMKilled=false")
+    verdict, seen, backend = _judge(killed, lambda c: ProcessResult(_harness("ok", c), "", 0, False, 0.6),
+                                    lambda c: ProcessResult(_harness("ok", c), "", 0, False, 0.6), repeat=2)
+    assert backend.calls == 3 and seen == [(1, "infra"), (1, "ok"), (2, "ok")]
+    assert (verdict.worst, verdict.n, verdict.infra, verdict.failures) == ("ok", 2, 1, 0)
+    run = verdict.runs[0].report
+    validate("run", run)
+    assert run["classified_by"] == "lab" and run["error"] is None and run["stall"] is None
+    assert run["reason"] == ("container zmqlab-r-x-1 was killed from outside: exit 137, OOMKilled=false; "
+                             "the run was made again in a fresh container")
+
+
+def test_infra_is_retried_once_only():
+    from lab.backends.base import ProcessResult
+    gone = ProcessResult("", "", None, False, 0.2, infra="container c was removed from outside during the run")
+    verdict, seen, backend = _judge(gone, gone, lambda c: ProcessResult(_harness("lost", c), "", 0, False, 1.0),
+                                    repeat=2)
+    assert backend.calls == 3 and seen == [(1, "infra"), (1, "infra"), (2, "lost")]
+    assert (verdict.worst, verdict.n, verdict.infra, verdict.rate) == ("lost", 1, 2, 1.0)
+    assert verdict.runs[1].reason == "container c was removed from outside during the run"
+
+
+def test_a_pause_past_the_hard_timeout_is_infra_not_a_deadlock():
+    from lab.backends.base import ProcessResult
+    paused = ProcessResult("", "", None, False, 5.0, paused_s=4.2, container="c1",
+                           infra="container c1 was paused by someone else for 4.2 s and still was at the "
+                                 "hard timeout of 5 s; the lab removed it")
+    verdict, _, _ = _judge(paused, paused)
+    assert verdict.worst == "infra" and verdict.n == 0 and not verdict.failed
+    rep = verdict.runs[0].report
+    assert rep["outcome"] == "infra" and rep["stall"] is None
+    assert rep["duration_s"] == pytest.approx(0.8) and rep["paused_s"] == 4.2
+    assert "infra 2/2 runs, nothing judged: container c1 was paused by someone else for 4.2 s" in \
+        verdict.summary_line()
+
+
+def test_a_paused_run_keeps_an_ok_outcome_without_the_pause_but_not_a_failure():
+    from lab.backends.base import ProcessResult
+    from lab.schemas import validate
+    ok = lambda c: ProcessResult(_harness("ok", c, duration_s=3.5), "", 0, False, 3.7,  # noqa: E731
+                                 paused_s=3.0, container="c2")
+    verdict, seen, _ = _judge(ok)
+    rep = verdict.runs[0].report
+    validate("run", rep)
+    assert seen == [(1, "ok")] and rep["classified_by"] == "harness"
+    assert rep["duration_s"] == pytest.approx(0.5) and rep["paused_s"] == 3.0
+    assert rep["msgs_per_s"] == pytest.approx(20 / 0.5)
+    assert rep["reason"].endswith("(container c2 was paused by someone else for 3.0 s during the run: "
+                                  "left out of its duration)")
+    dead = lambda c: ProcessResult(_harness("deadlock", c), "", 0, False, 6.0,  # noqa: E731
+                                   paused_s=2.5, container="c3")
+    verdict, seen, backend = _judge(dead, lambda c: ProcessResult(_harness("ok", c), "", 0, False, 0.6))
+    assert seen == [(1, "infra"), (1, "ok")] and verdict.worst == "ok" and verdict.infra == 1
+    rep = verdict.runs[0].report
+    validate("run", rep)
+    assert rep["reason"].startswith("container c3 was paused by someone else for 2.5 s during the run, so its "
+                                    "outcome cannot be trusted (the run's own report said deadlock: ")
+    assert rep["threads"] and rep["stall"]                    # its own evidence is kept
+
+
+# ------------------------------------------------------------------ infrastructure, for real
+
+def _cell_container(client, run_id, timeout=30.0):
+    """The container of `run_id` in which a scenario process is running now."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in _run_containers(client, run_id):
+            try:
+                if c.status == "running" and any("scenarios" in " ".join(p)
+                                                 for p in c.top(ps_args="-eo pid,args")["Processes"]):
+                    return c
+            except Exception:                       # noqa: BLE001 - it may just have gone
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no running cell of {run_id}")
+
+
+def _outside(client, run_id, *commands, wait=1.0):
+    """In the background, as someone else would: `docker <command> <the cell's container>`
+    once a cell runs in it, `wait` s later; returns the thread and what it did."""
+    import threading
+    done = []
+
+    def act():
+        name = _cell_container(client, run_id).name
+        time.sleep(wait)
+        for cmd in commands:
+            if isinstance(cmd, (int, float)):
+                time.sleep(cmd)
+                continue
+            subprocess.run(["docker", cmd, name], check=True, capture_output=True, timeout=60)
+            done.append((cmd, name, time.monotonic()))
+    t = threading.Thread(target=act, daemon=True)
+    t.start()
+    return t, done
+
+
+@pytest.fixture(params=["exec", "container"])
+def real_backend(request, client, built_images):
+    from lab.backends.docker import DockerBackend
+    run_id = f"test-infra-{uuid.uuid4().hex[:8]}"
+    b = DockerBackend(run_id, client=client, mode=request.param)
+    yield b
+    b.close()
+    assert _run_containers(client, run_id) == []
+
+
+def _cell(built_images, **kw):
+    from lab.cells import Cell
+    target = built_images["pyzmq-25.1.2"]
+    return target, Cell(target.name, "pushpull", "inproc", threads=2, msgs=20, **kw)
+
+
+@pytest.mark.docker
+def test_docker_kill_of_a_running_cells_container_is_infra_and_the_run_is_made_again(real_backend, client,
+                                                                                     built_images):
+    from lab.runner import RunSettings, run_cell
+    target, cell = _cell(built_images)
+    assert real_backend.prepare(target) is None
+    killer, done = _outside(client, real_backend.run_id, "kill")
+    verdict = run_cell(real_backend, target, cell, RunSettings(repeat=1, stall=1.0, sleep=3.0))
+    killer.join(30)
+    print(f"\n[{real_backend.mode}] {done[0][0]} {done[0][1]}\n  " + verdict.summary_line())
+    assert [r.outcome for r in verdict.runs] == ["infra", "ok"], verdict.summary_line()
+    assert (verdict.worst, verdict.n, verdict.infra, verdict.failures) == ("ok", 1, 1, 0)
+    first = verdict.runs[0].report
+    assert first["reason"].startswith(f"container {done[0][1]} was killed from outside: exit 137, "
+                                      "OOMKilled=false"), first["reason"]
+    assert first["reason"].endswith("; the run was made again in a fresh container")
+
+
+@pytest.mark.docker
+def test_docker_pause_past_the_hard_timeout_is_infra_never_a_deadlock(real_backend, client, built_images):
+    import docker.errors
+
+    from lab.runner import RunSettings, run_cell
+    target, cell = _cell(built_images)
+    assert real_backend.prepare(target) is None
+    settings = RunSettings(repeat=1, stall=1.0, sleep=2.0, timeout=5.0)
+    pauser, done = _outside(client, real_backend.run_id, "pause", wait=0.5)   # and never unpaused
+    t0 = time.monotonic()
+    verdict = run_cell(real_backend, target, cell, settings)
+    pauser.join(30)
+    print(f"\n[{real_backend.mode}] {done[0][0]} {done[0][1]} (never unpaused), --timeout 5\n  "
+          + verdict.summary_line())
+    assert [r.outcome for r in verdict.runs] == ["infra", "ok"], verdict.summary_line()
+    assert verdict.worst == "ok" and not verdict.failed and verdict.counts["deadlock"] == 0
+    first = verdict.runs[0].report
+    assert first["reason"].startswith(f"container {done[0][1]} was paused by someone else for "), first["reason"]
+    assert "and still was at the hard timeout of 5 s; the lab removed it" in first["reason"]
+    assert 3.0 <= first["paused_s"] <= 5.5 and first["duration_s"] <= 5.5 - first["paused_s"] + 1.0
+    assert time.monotonic() - t0 < 5 + 2 + 15                 # timeout, removal, a fresh run
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(done[0][1])
+
+
+@pytest.mark.docker
+def test_a_short_pause_during_a_run_is_taken_out_of_its_duration_or_makes_it_infra(exec_backend_real,
+                                                                                   client, built_images):
+    """Paused 2.5 s and unpaused, with a 1 s stall window: the harness's own watchdog may see
+    that as a stall. Never a deadlock: an ok run keeps its outcome without the pause; anything
+    else is infra and is made again."""
+    from lab.runner import RunSettings, run_cell
+    target, cell = _cell(built_images)
+    assert exec_backend_real.prepare(target) is None
+    pauser, done = _outside(client, exec_backend_real.run_id, "pause", 2.5, "unpause", wait=0.3)
+    verdict = run_cell(exec_backend_real, target, cell, RunSettings(repeat=1, stall=1.0, sleep=1.0))
+    pauser.join(30)
+    print(f"\n[exec] pause 2.5 s, unpause {done[0][1]}\n  " + verdict.summary_line())
+    first = verdict.runs[0].report
+    assert first["outcome"] in ("ok", "infra") and verdict.counts["deadlock"] == 0, verdict.summary_line()
+    assert 2.0 <= first["paused_s"] <= 3.5
+    assert "was paused by someone else for" in first["reason"]
+    if first["outcome"] == "ok":
+        assert first["duration_s"] < 2.0
+    else:
+        assert [r.outcome for r in verdict.runs] == ["infra", "ok"]
+
+
+@pytest.fixture
+def exec_backend_real(client, built_images):
+    from lab.backends.docker import DockerBackend
+    run_id = f"test-infra-{uuid.uuid4().hex[:8]}"
+    b = DockerBackend(run_id, client=client)
+    yield b
+    b.close()
+    assert _run_containers(client, run_id) == []
+
+
+SANDBOX_FIELDS = ("User", "CapDrop", "ReadonlyRootfs", "PidsLimit", "Memory", "SecurityOpt", "NetworkMode",
+                  "Tmpfs", "Labels")
+
+
+def _sandbox_facts(attrs):
+    cfg, host = attrs["Config"], attrs["HostConfig"]
+    run_labels = (engine.LABEL, engine.LABEL_RUN, engine.LABEL_PID, engine.LABEL_PIDSTART, engine.LABEL_HOST)
+    labels = {k: v for k, v in (cfg.get("Labels") or {}).items() if k in run_labels}
+    return {"User": cfg["User"], "CapDrop": host["CapDrop"], "ReadonlyRootfs": host["ReadonlyRootfs"],
+            "PidsLimit": host["PidsLimit"], "Memory": host["Memory"], "SecurityOpt": host["SecurityOpt"],
+            "NetworkMode": host["NetworkMode"], "Tmpfs": host["Tmpfs"], "Labels": sorted(labels)}
+
+
+@pytest.mark.docker
+def test_verification_and_cell_containers_get_the_same_sandbox_and_labels(client, built_images,
+                                                                          exec_backend_real):
+    from lab import images
+    target = built_images["pyzmq-25.1.2"]
+    seen = {}
+
+    class Inspecting:                        # the real client; inspects the container it made
+        def __init__(self, real):
+            self.real = real
+
+        def create(self, *args, **kwargs):
+            container = self.real.containers.create(*args, **kwargs)
+            start = container.start
+
+            def start_and_inspect():
+                start()
+                seen["verify"] = client.api.inspect_container(container.id)
+            container.start = start_and_inspect
+            return container
+
+    proxy = type("Client", (), {"containers": Inspecting(client)})()
+    run_id = f"test-verify-{uuid.uuid4().hex[:6]}"
+    assert images.verify_image(proxy, target, run_id=run_id) == images.expected_verify_line(target)
+    assert exec_backend_real.prepare(target) is None
+    cell = _run_containers(client, exec_backend_real.run_id)[0]
+    seen["cell"] = client.api.inspect_container(cell.id)
+    verify, cells = _sandbox_facts(seen["verify"]), _sandbox_facts(seen["cell"])
+    print("\n" + "\n".join(f"  {k:<15} verify {verify[k]!r:<60} cell {cells[k]!r}" for k in SANDBOX_FIELDS))
+    assert verify == cells
+    assert verify["User"] == "65534:65534" and verify["CapDrop"] == ["ALL"] and verify["ReadonlyRootfs"]
+    assert verify["PidsLimit"] == 512 and verify["Memory"] == 512 * 1024 * 1024
+    assert verify["Labels"] == sorted([engine.LABEL, engine.LABEL_RUN, engine.LABEL_PID,
+                                       engine.LABEL_PIDSTART, engine.LABEL_HOST])
+    assert seen["verify"]["Config"]["Labels"][engine.LABEL_RUN] == run_id
+    assert _run_containers(client, run_id) == []               # removed after the check
+
+
+@pytest.mark.docker
+def test_cleanup_problems_are_reported_once_in_one_line(client, image, scenarios_dir):
+    from lab.backends.docker import DockerBackend
+    repo, target, _ = image
+    lines = []
+    b = DockerBackend(f"test-{uuid.uuid4().hex[:8]}", client=client, scenarios_dir=scenarios_dir,
+                      image_repo=repo, check_import=None, report=lines.append)
+    assert b.run(target, ["echo"], timeout=30).returncode == 0
+    b.close()
+    assert lines == []                                         # nothing went wrong: nothing said
+    b.close_errors += ["zmqlab-x: device or resource busy", "zmqlab-y: timed out"]
+    b.close()
+    b.close()
+    assert lines == [f"zmqlab: cleaning up Docker run {b.run_id} met 2 problem(s): zmqlab-x: device or "
+                     f"resource busy (+1 more); see `docker ps -a --filter label=org.zmqlab.run={b.run_id}`"]

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from conftest import docker_unavailable
 
-from lab import images
+from lab import engine, images
 from lab.errors import LabError
 from lab.targets import KINDS, load_targets
 
@@ -50,8 +50,10 @@ def test_recipes_never_use_the_network():
             assert word not in text, f"{dockerfile} uses {word.strip()!r}"
 
 
-def test_image_tag():
-    assert images.image_tag(_pin("pyzmq-25.1.2")) == "zmqlab-target:pyzmq-25.1.2"
+def test_image_name_has_one_home():
+    assert engine.image_name(_pin("pyzmq-25.1.2")) == "zmqlab-target:pyzmq-25.1.2"
+    assert engine.image_name("x", engine.BASE_REPO) == "zmqlab-base:x"
+    assert not hasattr(images, "image_tag")
 
 
 def test_recipe_hash_is_stable_and_follows_the_pin():
@@ -135,7 +137,7 @@ def throwaway(client):
 
     def make(pin="pyzmq-25.1.2", **changes):
         name = f"test-{uuid.uuid4().hex[:8]}"
-        made.append(images.TARGET_REPO + ":" + name)
+        made.append(engine.TARGET_REPO + ":" + name)
         return dataclasses.replace(_pin(pin), name=name, **changes)
 
     yield make
@@ -155,7 +157,7 @@ def test_build_verify_and_skip_end_to_end(client, throwaway):
     assert first.status == "built", first.detail
     assert first.detail == "25.1.2 4.3.4 False"
     assert any("Step " in line for line in lines), "progress lines must show the build"
-    image = client.images.get(images.image_tag(target))
+    image = client.images.get(engine.image_name(target))
     assert image.labels[images.HASH_LABEL] == images.recipe_hash(target)
     assert image.labels["org.zmqlab"] == "1"
     (second,) = images.build_images(client, [target], progress=lambda s: None)
@@ -171,7 +173,7 @@ def test_a_draft_pin_builds_from_scratch_offline(client, throwaway):
     (result,) = images.build_images(client, [target], progress=lambda s: None, nocache=True)
     assert result.status == "built", result.detail
     assert result.detail == "25.1.2 4.3.4 True"
-    out = client.containers.run(images.image_tag(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
+    out = client.containers.run(engine.image_name(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
                                 user="65534", network_mode="none", read_only=True,
                                 tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
     assert out.decode().strip() == "pong"
@@ -183,7 +185,7 @@ def test_a_changed_pin_rebuilds_and_drops_the_replaced_image(client, throwaway):
     target = throwaway()
     (first,) = images.build_images(client, [target], progress=lambda s: None)
     assert first.status == "built", first.detail
-    old_id = client.images.get(images.image_tag(target)).id
+    old_id = client.images.get(engine.image_name(target)).id
     changed = dataclasses.replace(target, python="3.11.2")   # same build, different pin entry
     assert not images.image_ready(client, changed)
     (second,) = images.build_images(client, [changed], progress=lambda s: None)
@@ -236,7 +238,7 @@ print(client.recv().decode())
 def test_draft_images_really_have_client_server(client, built_images, name):
     """has('draft') alone could lie: a CLIENT/SERVER round trip in the image must work."""
     target = _pin(name)
-    out = client.containers.run(images.image_tag(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
+    out = client.containers.run(engine.image_name(target), ["/opt/venv/bin/python", "-c", CLIENT_SERVER],
                                 user="65534", network_mode="none", read_only=True,
                                 tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
     assert out.decode().strip() == "pong"

@@ -2,15 +2,15 @@
 
 Image contract: `/opt/venv/bin/python` imports zmq. The repo's scenarios/ directory is
 bind-mounted read-only at /opt/zmqlab/scenarios and cells run
-`/opt/venv/bin/python -m scenarios ARGV` with PYTHONPATH=/opt/zmqlab.
+`/opt/venv/bin/python -m scenarios ARGV` with PYTHONPATH=/opt/zmqlab. Image names, labels,
+the sandbox and the retry policy come from lab.engine (their one home).
 
-Design, measured with measure_overhead (trivial `python -c pass`, n=20, engine 20.10 on
-fuse-overlayfs, 2 cores): one long-lived container per target (docker-init as PID 1
+Design, measured with lab.bench.measure_overhead (trivial `python -c pass`, n=20, engine 20.10
+on fuse-overlayfs, 2 cores): one long-lived container per target (docker-init as PID 1
 reaping zombies, an idle python as its child) runs each cell through a docker exec,
 ~55-120 ms per cell including ~25-45 ms of interpreter start, vs ~270-720 ms for a fresh
 container per cell; the long-lived container costs ~0.2-0.4 s once per target per run.
-mode="container" keeps the per-run design available (also the base for a later
-sender/receiver split in separate containers, via _start_container).
+mode="container" keeps the per-run design available.
 
 Concurrent run() calls for one target share its container (and its pids/memory limits).
 
@@ -20,16 +20,25 @@ exec that SIGKILLs every process whose environment holds that token and every pr
 the session of one (the cell and anything it spawned), and if that exec fails or the cell
 still has not ended after a grace period, kills the whole container (a fresh one serves
 the next cell).
+
+Outside events: a listener follows the engine's events for this run's containers (pause,
+unpause, kill, stop, restart, die, destroy, oom). A run whose container someone else killed,
+stopped, restarted or removed, that was still paused (or had been paused) when the hard
+timeout fired, or that met an engine error mid-run, comes back with `infra` naming what
+happened ("container zmqlab-... was killed from outside: exit 137, OOMKilled=false") and its
+container replaced, never as a deadlock or an error of the target. The time a container was
+paused during a run that ended normally comes back as `paused_s`.
 """
 from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import docker
 import docker.errors
@@ -37,24 +46,19 @@ import requests.exceptions
 
 from lab import engine
 from lab.backends.base import ProcessResult
+from lab.engine import PYTHON, TARGET_REPO, image_name
 from lab.errors import LabError
 from lab.targets import Target
 
-IMAGE_REPO = "zmqlab-target"
-PYTHON = "/opt/venv/bin/python"
-MOUNT_ROOT = "/opt/zmqlab"
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
-USER = "65534:65534"
 KILL_GRACE = 1.0      # s between the in-container kill and killing the container
 TOKEN_VAR = "ZMQLAB_CELL"
-
-ENV = {
-    "PYTHONPATH": MOUNT_ROOT,
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "TMPDIR": "/tmp",
-    "HOME": "/tmp",
-    "LANG": "C.UTF-8",
-}
+# Container events that tell what happened to a run from outside (docker pause/kill/stop/rm ...)
+WATCHED = ("pause", "unpause", "kill", "stop", "restart", "die", "destroy", "oom")
+ENDINGS = ("kill", "stop", "restart", "die", "destroy")
+SETTLE_S = 0.5        # how long an odd end waits for the engine to tell what happened
+EXIT_WAIT_S = 3.0     # ... and, once it has, for the container's exit status
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 # PID 1's child in a long-lived container: sleeps until killed (needs only the contract's python)
 IDLE = [PYTHON, "-S", "-c", "import signal\nwhile True: signal.pause()"]
@@ -95,12 +99,16 @@ print(n)
 """
 
 
-def image_name(target: Target, repo: str = IMAGE_REPO) -> str:
-    return f"{repo}:{target.name}"
-
-
 def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
+
+
+def _stderr_line(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except Exception:           # close() may run from a signal handler or at exit
+        pass
 
 
 class DockerBackend:
@@ -108,9 +116,11 @@ class DockerBackend:
 
     def __init__(self, run_id: str, *, client: docker.DockerClient | None = None,
                  scenarios_dir: str | os.PathLike[str] | None = None,
-                 mode: str = "exec", image_repo: str = IMAGE_REPO,
+                 mode: str = "exec", image_repo: str = TARGET_REPO,
                  check_import: str | None = "zmq",
-                 mem_limit: str = "512m", pids_limit: int = 512, tmpfs_size: str = "256m"):
+                 mem_limit: str = engine.MEM_LIMIT, pids_limit: int = engine.PIDS_LIMIT,
+                 tmpfs_size: str = engine.TMPFS_SIZE,
+                 report: Callable[[str], None] = _stderr_line):
         if mode not in ("exec", "container"):
             raise LabError(f"unknown docker backend mode {mode!r} (known: exec, container)")
         self.run_id = run_id
@@ -124,17 +134,25 @@ class DockerBackend:
         self.scenarios_dir = src.resolve()
         self.client = client or engine.connect()
         self.labels = engine.run_labels(run_id)
-        self.close_errors: list[str] = []
+        self.close_errors: list[str] = []    # cleanup problems; close() reports them (report)
+        self._report = report
+        self._reported = 0
         self._closed = False
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}          # target name -> long-lived container
         self._ready: dict[str, str | None] = {}        # target name -> prepare() verdict
+        self._events: dict[str, list[tuple[int, str, dict]]] = {}   # container id -> events
+        self._ours: dict[str, int] = {}                # container id -> when the lab removed it
+        self._events_lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._stream: Any = None
         try:
             self.swept = engine.sweep_orphans(self.client, self.close_errors)
             version = self.client.version().get("Version", "?")
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except ENGINE_ERRORS as exc:
             raise LabError(f"Docker engine at {engine.engine_address()} failed: "
                            f"{engine.reason(exc)}") from None
+        self._listen()
         per = "one container per target, a docker exec per cell" if mode == "exec" \
             else "a fresh container per cell"
         self.description = (f"Docker engine {version} at {engine.engine_address()} "
@@ -143,6 +161,8 @@ class DockerBackend:
     # ------------------------------------------------------------ Backend protocol
 
     def prepare(self, target: Target) -> str | None:
+        """The image must exist and (check_import) import the module; in exec mode the
+        target's long-lived container is started here."""
         if target.broken:
             return "cannot be built here: " + target.broken
         if target.name in self._ready:
@@ -152,20 +172,30 @@ class DockerBackend:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
             return f"image {image} is not built; run `invoke images --targets {target.name}`"
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except ENGINE_ERRORS as exc:
             raise self._engine_error("look up image " + image, exc) from None
+        if self.mode == "exec":
+            self._long_lived(target)
         verdict: str | None = None
         if self.check_import:
-            probe = self._run_cmd(target, [PYTHON, "-c", f"import {self.check_import}"], 60.0)
+            probe = self.run_command(target, [PYTHON, "-c", f"import {self.check_import}"], 60.0)
+            if probe.infra:             # not the image's fault: once more, in a fresh container
+                probe = self.run_command(target, [PYTHON, "-c", f"import {self.check_import}"], 60.0)
             if probe.returncode != 0:
-                last = (probe.stderr.strip().splitlines() or ["timed out" if probe.timed_out
-                                                              else f"exit {probe.returncode}"])[-1]
+                last = (probe.stderr.strip().splitlines() or [
+                    probe.infra or ("timed out" if probe.timed_out else f"exit {probe.returncode}")])[-1]
                 verdict = f"image {image}: {PYTHON} cannot import {self.check_import}: {last}"
         self._ready[target.name] = verdict
         return verdict
 
     def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
-        return self._run_cmd(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
+        return self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
+
+    def run_command(self, target: Target, cmd: Sequence[str], timeout: float) -> ProcessResult:
+        """Run any command of the image in the target's sandbox, as run() runs a cell."""
+        if self.mode == "container":
+            return self._run_in_new_container(target, cmd, timeout)
+        return self._run_in_exec(target, cmd, timeout)
 
     def release(self, target: Target) -> None:
         """The target's cells are done: remove its long-lived container now rather than at
@@ -178,13 +208,25 @@ class DockerBackend:
     def close(self) -> None:
         """Remove every container/network/volume of this run. Idempotent, lock-free, never
         raises (safe from a finally block or a signal handler); problems land in
-        self.close_errors."""
+        self.close_errors and are reported once, in one line (report, stderr by default)."""
         self._closed = True
         self._containers.clear()
         try:
             engine.remove_run(self.client, self.run_id, self.close_errors)
         except Exception as exc:
             self.close_errors.append(engine.reason(exc))
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:
+                pass
+        new = self.close_errors[self._reported:]
+        self._reported = len(self.close_errors)
+        if new:
+            more = f" (+{len(new) - 1} more)" if len(new) > 1 else ""
+            self._report(f"zmqlab: cleaning up Docker run {self.run_id} met {len(new)} problem(s): "
+                         f"{new[0]}{more}; see `docker ps -a --filter label={engine.LABEL_RUN}={self.run_id}`")
 
     def __enter__(self) -> DockerBackend:
         return self
@@ -194,39 +236,26 @@ class DockerBackend:
 
     # ------------------------------------------------------------ containers
 
-    def _host_config(self) -> dict[str, Any]:
-        return dict(
-            network_mode="none", user=USER, cap_drop=["ALL"], read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
-            pids_limit=self.pids_limit, mem_limit=self.mem_limit, memswap_limit=self.mem_limit,
-            security_opt=["no-new-privileges"], init=True,
-            volumes={str(self.scenarios_dir): {"bind": f"{MOUNT_ROOT}/scenarios", "mode": "ro"}},
-            environment=ENV, working_dir="/tmp",
-        )
-
-    def _start_container(self, target: Target, name: str, command: Sequence[str] | None = None,
-                         network: str | None = None, extra_labels: dict[str, str] | None = None) -> Any:
+    def _start_container(self, target: Target, name: str, command: Sequence[str] | None = None) -> Any:
         """Create and start a sandboxed container of `target`'s image. `command` None makes
-        a long-lived idle container (for exec); `network` names a project network (made by
-        engine.create_network) to join instead of having none."""
+        a long-lived idle container (for exec)."""
         if self._closed:
             raise LabError("the docker backend is closed")
-        cfg = self._host_config()
-        if network:
-            cfg["network_mode"] = network
+        image = image_name(target, self.image_repo)
         unique = re.sub(r"[^a-zA-Z0-9_.-]", "-", f"zmqlab-{self.run_id}-{name}-{uuid.uuid4().hex[:6]}")
-        labels = {**self.labels, **(extra_labels or {})}
+        cfg = engine.sandbox(mem_limit=self.mem_limit, pids_limit=self.pids_limit,
+                             tmpfs_size=self.tmpfs_size,
+                             mounts={str(self.scenarios_dir): f"{engine.MOUNT_ROOT}/scenarios"})
         try:
             container = engine.transient_retry(self.client.containers.create)(
-                image_name(target, self.image_repo), entrypoint=list(command or IDLE),
-                command=[], name=unique, labels=labels, detach=True, **cfg)
+                image, entrypoint=list(command or IDLE), command=[], name=unique,
+                labels=self.labels, detach=True, **cfg)
             if self._closed:            # close() ran while we created: do not leak it
                 container.remove(force=True)
                 raise LabError("the docker backend is closed")
             engine.transient_retry(container.start)()
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise self._engine_error(f"start a container of {image_name(target, self.image_repo)}",
-                                     exc) from None
+        except ENGINE_ERRORS as exc:
+            raise self._engine_error(f"start a container of {image}", exc) from None
         return container
 
     def _long_lived(self, target: Target) -> Any:
@@ -241,12 +270,17 @@ class DockerBackend:
         with self._lock:
             if self._containers.get(target.name) is container:
                 del self._containers[target.name]
+        self._remove(container)
+
+    def _remove(self, container: Any) -> None:
+        with self._events_lock:
+            self._ours.setdefault(container.id, time.time_ns())
         try:
             container.remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
         except Exception as exc:
-            self.close_errors.append(engine.reason(exc))
+            self.close_errors.append(f"{container.name}: {engine.reason(exc)}")
 
     def _engine_error(self, what: str, exc: BaseException) -> LabError:
         if isinstance(exc, LabError):
@@ -254,12 +288,149 @@ class DockerBackend:
         return LabError(f"Docker engine at {engine.engine_address()} failed to {what}: "
                         f"{engine.reason(exc)}")
 
-    # ------------------------------------------------------------ running
+    # ------------------------------------------------------------ outside events
 
-    def _run_cmd(self, target: Target, cmd: Sequence[str], timeout: float) -> ProcessResult:
-        if self.mode == "container":
-            return self._run_in_new_container(target, cmd, timeout)
-        return self._run_in_exec(target, cmd, timeout)
+    def _listen(self) -> None:
+        """Follow this run's container events in the background (one streaming request)."""
+        try:
+            self._stream = self.client.api.events(decode=True, filters={
+                "type": "container", "label": f"{engine.LABEL_RUN}={self.run_id}",
+                "event": list(WATCHED)})
+        except ENGINE_ERRORS:
+            self._stream = None         # _timeline() asks the engine instead
+            return
+        self._listener = threading.Thread(target=self._follow, args=(self._stream,),
+                                          name=f"zmqlab-events-{self.run_id}", daemon=True)
+        self._listener.start()
+
+    def _follow(self, stream: Any) -> None:
+        try:
+            for event in stream:
+                self._record(event)
+        except Exception:
+            pass                        # closed, or the engine went away: see _timeline()
+
+    def _record(self, event: dict) -> None:
+        actor = event.get("Actor") or {}
+        cid = event.get("id") or actor.get("ID") or ""
+        action = (event.get("Action") or event.get("status") or "").split(":")[0]
+        when = int(event.get("timeNano") or int(event.get("time") or 0) * 10**9)
+        with self._events_lock:
+            self._events.setdefault(cid, []).append((when, action, actor.get("Attributes") or {}))
+
+    def _timeline(self, cid: str, since_ns: int) -> list[tuple[int, str, dict]]:
+        """This container's events from `since_ns` on, oldest first: as the listener saw them,
+        or (no listener: it could not start or the engine dropped it) asked of the engine."""
+        if self._listener is None or not self._listener.is_alive():
+            now = time.time_ns()
+            events = []
+            try:
+                for event in self.client.api.events(
+                        since=f"{since_ns // 10**9}.{since_ns % 10**9:09d}",
+                        until=f"{now // 10**9}.{now % 10**9:09d}", decode=True,
+                        filters={"container": cid, "event": list(WATCHED)}):
+                    actor = event.get("Actor") or {}
+                    events.append((int(event.get("timeNano") or 0),
+                                   (event.get("Action") or "").split(":")[0], actor.get("Attributes") or {}))
+            except ENGINE_ERRORS:
+                pass
+        else:
+            with self._events_lock:
+                events = list(self._events.get(cid, ()))
+        return sorted((e for e in events if e[0] >= since_ns), key=lambda e: e[0])
+
+    def _events_of(self, cid: str, since_ns: int) -> list[tuple[int, str, dict]]:
+        """This container's events from `since_ns` on that the lab did not cause itself."""
+        with self._events_lock:
+            ours = self._ours.get(cid)
+        return [e for e in self._timeline(cid, since_ns) if ours is None or e[0] < ours]
+
+    def _paused_s(self, cid: str, t0_ns: int, t1_ns: int) -> tuple[float, bool]:
+        """(seconds of [t0, t1] the container spent paused, still paused at t1) per its events.
+        (A run never starts paused: an exec into a paused container is refused.)"""
+        total, start = 0, None
+        for when, action, _ in self._timeline(cid, t0_ns):
+            if action == "pause" and start is None:
+                start = when
+            elif action in ("unpause", "die", "destroy") and start is not None:
+                total += max(0, min(when, t1_ns) - start)
+                start = None
+        if start is not None:
+            total += max(0, t1_ns - start)
+        return total / 1e9, start is not None
+
+    def _paused_run(self, container: Any, t0_ns: int, timeout: float) -> str | None:
+        """At the hard timeout: was the run's container paused by someone else (now, or for a
+        while during the run)? Then that, not the target, ran out the clock."""
+        paused_now = False
+        try:
+            container.reload()
+            paused_now = bool(container.attrs["State"].get("Paused"))
+        except ENGINE_ERRORS:
+            pass
+        paused_s, still = self._paused_s(container.id, t0_ns, time.time_ns())
+        if not (paused_now or still or paused_s > 0):
+            return None
+        name = container.name
+        if paused_now or still:
+            how = (f"was paused by someone else for {paused_s:.1f} s and still was at the hard "
+                   f"timeout of {timeout:g} s" if paused_s > 0 else
+                   f"was found paused by someone else at the hard timeout of {timeout:g} s")
+        else:
+            how = (f"was paused by someone else for {paused_s:.1f} s during the run, which then "
+                   f"ran past the hard timeout of {timeout:g} s")
+        return f"container {name} {how}; the lab removed it"
+
+    def _what_happened(self, container: Any, t0_ns: int, exits: bool = False) -> str | None:
+        """A run ended oddly (non-zero exit, engine error): did something outside end it?
+        `exits`: the container itself ends with the run (container mode), so only events
+        that came from outside count, not its exit."""
+        name = container.name
+        start = time.monotonic()
+        deadline = start + SETTLE_S
+        while True:
+            with self._events_lock:
+                ours = container.id in self._ours
+            try:
+                container.reload()
+                state = container.attrs["State"]
+            except docker.errors.NotFound:
+                if ours:
+                    return (f"container {name} was removed by the lab during the run "
+                            "(another cell in it could not be killed)")
+                return f"container {name} was removed from outside during the run"
+            except ENGINE_ERRORS as exc:
+                return f"the Docker engine failed during the run in container {name}: {engine.reason(exc)}"
+            events = [e for e in self._events_of(container.id, t0_ns) if e[1] in ENDINGS]
+            outside = [e for e in events if e[1] != "die"]
+            running = state.get("Running") and not state.get("Restarting")
+            if outside or (not exits and (events or not running)):
+                if running and "restart" not in [a for _, a, _ in outside] \
+                        and time.monotonic() < start + EXIT_WAIT_S:
+                    time.sleep(0.05)        # killed, but the engine has not recorded the exit yet
+                    continue
+                return f"container {name} {self._ending(outside, state)}"
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    @staticmethod
+    def _ending(events: list[tuple[int, str, dict]], state: dict) -> str:
+        actions = [a for _, a, _ in events]
+        if "restart" in actions:
+            how = "was restarted from outside"
+        elif "stop" in actions:
+            how = "was stopped from outside"
+        elif "kill" in actions:
+            sig = next((attrs.get("signal") for _, a, attrs in events if a == "kill"), None)
+            how = "was killed from outside" + (f" (signal {sig})" if sig and sig not in ("9", "KILL", "SIGKILL") else "")
+        else:
+            how = "stopped unexpectedly"
+        running = state.get("Running") and not state.get("Restarting")
+        code = "still running" if running and "restart" not in actions else f"exit {state.get('ExitCode')}"
+        return f"{how}: {code}, OOMKilled={str(bool(state.get('OOMKilled'))).lower()}"
+
+    # ------------------------------------------------------------ running
 
     def _run_in_exec(self, target: Target, cmd: Sequence[str], timeout: float,
                      fresh: bool = False) -> ProcessResult:
@@ -268,16 +439,16 @@ class DockerBackend:
         token = uuid.uuid4().hex
         try:
             exec_id = engine.transient_retry(api.exec_create)(
-                container.id, list(cmd), stdout=True, stderr=True, user=USER,
+                container.id, list(cmd), stdout=True, stderr=True, user=engine.USER,
                 environment={TOKEN_VAR: token}, workdir="/tmp")["Id"]
         except docker.errors.APIError as exc:
             if exc.status_code in (404, 409) and not fresh and not self._closed:
-                # the container is gone or stopped (removed by hand, PID 1 killed): once more
-                # in a fresh one
+                # the container is gone, stopped or paused (removed by hand, PID 1 killed,
+                # docker pause): once more in a fresh one
                 self._discard(target, container)
                 return self._run_in_exec(target, cmd, timeout, fresh=True)
             raise self._engine_error("create an exec", exc) from None
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        except ENGINE_ERRORS as exc:
             raise self._engine_error("create an exec", exc) from None
 
         box: dict[str, Any] = {}
@@ -288,37 +459,61 @@ class DockerBackend:
             except BaseException as exc:        # reported by the caller
                 box["error"] = exc
 
-        t0 = time.monotonic()
+        t0, t0_ns = time.monotonic(), time.time_ns()
         worker = threading.Thread(target=pump, name=f"zmqlab-exec-{token[:6]}", daemon=True)
         worker.start()
         worker.join(timeout)
         timed_out = False
+        infra = None
         if worker.is_alive():
-            killed = self._kill_cell(container, token)
-            worker.join(KILL_GRACE)
-            if worker.is_alive():               # could not kill inside: kill the container
+            infra = self._paused_run(container, t0_ns, timeout)
+            if infra is not None:               # do not charge the target: replace the container
                 self._discard(target, container)
                 worker.join(KILL_GRACE + 5)
-                timed_out = True
             else:
-                timed_out = killed != 0          # 0: it ended on its own just in time
+                killed = self._kill_cell(container, token)
+                worker.join(KILL_GRACE)
+                if worker.is_alive():           # could not kill inside: kill the container
+                    self._discard(target, container)
+                    worker.join(KILL_GRACE + 5)
+                    timed_out = True
+                else:
+                    timed_out = killed != 0      # 0: it ended on its own just in time
         wall = time.monotonic() - t0
-        if "error" in box and not timed_out:
-            raise self._engine_error("run an exec", box["error"])
+        paused_s, _ = self._paused_s(container.id, t0_ns, time.time_ns())
         out, err = box.get("out") or (None, None)
+
+        def result(code: int | None, infra: str | None = None) -> ProcessResult:
+            if infra is not None:
+                self._discard(target, container)    # the retry gets a fresh container
+            return ProcessResult(_text(out), _text(err), code, timed_out and infra is None, wall,
+                                 infra=infra, paused_s=paused_s, container=container.name)
+
+        if infra is not None:
+            return result(None, infra)
+        if "error" in box and not timed_out:
+            return result(None, self._what_happened(container, t0_ns) or
+                          f"the Docker engine failed during the run in container {container.name}: "
+                          f"{engine.reason(box['error'])}")
         if timed_out:
-            return ProcessResult(_text(out), _text(err), None, True, wall)
+            return result(None)
         try:
             code = api.exec_inspect(exec_id).get("ExitCode")
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise self._engine_error("inspect an exec", exc) from None
-        return ProcessResult(_text(out), _text(err), code, False, wall)
+        except ENGINE_ERRORS as exc:
+            return result(None, self._what_happened(container, t0_ns) or
+                          f"the Docker engine failed to tell how the run in container "
+                          f"{container.name} ended: {engine.reason(exc)}")
+        if code != 0:
+            happened = self._what_happened(container, t0_ns)
+            if happened:
+                return result(code, happened)
+        return result(code)
 
     def _kill_cell(self, container: Any, token: str) -> int:
         """SIGKILL the cell's processes from a second exec; -1 when that failed."""
         try:
             res = container.exec_run([PYTHON, "-S", "-c", KILLER, TOKEN_VAR, token],
-                                     user=USER, demux=False)
+                                     user=engine.USER, demux=False)
             return int(res.output.strip() or b"-1") if res.exit_code == 0 else -1
         except Exception:
             return -1
@@ -327,70 +522,36 @@ class DockerBackend:
                               timeout: float) -> ProcessResult:
         t0 = time.monotonic()
         container = self._start_container(target, target.name + "-cell", command=cmd)
+        t0_ns = time.time_ns()
         timed_out = False
         code: int | None = None
+        infra: str | None = None
+        out = err = b""
         try:
             try:
                 code = container.wait(timeout=timeout)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                timed_out = True
-                try:
-                    container.kill()
-                except docker.errors.APIError:
-                    pass                        # it ended on its own in the meantime
-            wall = time.monotonic() - t0
+                infra = self._paused_run(container, t0_ns, timeout)
+                if infra is None:
+                    timed_out = True
+                    with self._events_lock:
+                        self._ours.setdefault(container.id, time.time_ns())
+                    try:
+                        container.kill()
+                    except docker.errors.APIError:
+                        pass                    # it ended on its own in the meantime
+            if infra is None and not timed_out and code != 0:
+                infra = self._what_happened(container, t0_ns, exits=True)
             out = container.logs(stdout=True, stderr=False)
             err = container.logs(stdout=False, stderr=True)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise self._engine_error("run a container", exc) from None
+        except ENGINE_ERRORS as exc:
+            infra = infra or self._what_happened(container, t0_ns, exits=True) or (
+                f"the Docker engine failed during the run in container {container.name}: "
+                f"{engine.reason(exc)}")
         finally:
-            try:
-                container.remove(force=True, v=True)
-            except Exception:
-                pass                            # close() sweeps it by label
-        return ProcessResult(_text(out), _text(err), None if timed_out else code,
-                             timed_out, wall)
-
-
-def measure_overhead(client: docker.DockerClient, target: Target, n: int = 20,
-                     image_repo: str = IMAGE_REPO,
-                     scenarios_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Time a trivial `python -c pass` cell n times in each design; ms per cell.
-
-    Returns {"target", "image", "n", "container_per_run_ms", "exec_ms",
-    "exec_container_start_ms", "python_start_ms", "kept"}: medians (and means) in ms.
-    The exec design's one-off container start is reported separately (paid once per target
-    per lab run); python_start_ms is the interpreter's own start inside the container, so
-    the container overhead of a design is its figure minus python_start_ms.
-    """
-    import statistics
-    cmd = [PYTHON, "-c", "pass"]
-    out: dict[str, Any] = {"target": target.name, "image": image_name(target, image_repo), "n": n}
-    run_id = f"bench{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    for mode in ("container", "exec"):
-        with DockerBackend(run_id + mode[0], client=client, mode=mode, image_repo=image_repo,
-                           check_import=None, scenarios_dir=scenarios_dir
-                           or (SCENARIOS_DIR if SCENARIOS_DIR.is_dir() else Path("/tmp"))) as b:
-            if mode == "exec":
-                t0 = time.monotonic()
-                b._long_lived(target)
-                out["exec_container_start_ms"] = round((time.monotonic() - t0) * 1e3, 1)
-            times = []
-            for _ in range(n):
-                t0 = time.monotonic()
-                r = b._run_cmd(target, cmd, 30.0)
-                times.append((time.monotonic() - t0) * 1e3)
-                if r.returncode != 0:
-                    raise LabError(f"benchmark cell failed in {mode} mode: {r.stderr.strip()[-200:]}")
-            if mode == "exec":
-                timer = ("import subprocess, sys, time, statistics\nts = []\n"
-                         f"for _ in range({n}):\n    t = time.monotonic()\n"
-                         f"    subprocess.run({cmd!r})\n    ts.append(time.monotonic() - t)\n"
-                         "print(statistics.median(ts) * 1e3)")
-                r = b._run_cmd(target, [PYTHON, "-c", timer], 120.0)
-                out["python_start_ms"] = round(float(r.stdout), 1) if r.returncode == 0 else None
-            key = "container_per_run_ms" if mode == "container" else "exec_ms"
-            out[key] = round(statistics.median(times), 1)
-            out[key.replace("_ms", "_mean_ms")] = round(statistics.fmean(times), 1)
-    out["kept"] = "exec" if out["exec_ms"] <= out["container_per_run_ms"] else "container"
-    return out
+            wall = time.monotonic() - t0
+            paused_s, _ = self._paused_s(container.id, t0_ns, time.time_ns())
+            self._remove(container)             # close() sweeps it by label if this fails
+        return ProcessResult(_text(out), _text(err), None if (timed_out or infra) else code,
+                             timed_out and infra is None, wall, infra=infra, paused_s=paused_s,
+                             container=container.name)

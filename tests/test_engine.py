@@ -1,0 +1,121 @@
+"""The Docker edge has one home (lab/engine.py): labels, image names, the sandbox every lab
+container gets, and the one retry policy. Pure checks, no engine needed."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import docker.errors
+import pytest
+import requests
+
+from lab import engine
+
+LAB = Path(__file__).resolve().parents[1] / "lab"
+
+
+def _sources():
+    return {p: p.read_text() for p in LAB.rglob("*.py") if p.name != "engine.py"}
+
+
+def test_labels_image_names_and_retries_are_defined_only_in_engine():
+    for path, text in _sources().items():
+        where = path.relative_to(LAB.parent)
+        assert not re.search(r"""["']org\.zmqlab""", text), f"{where} spells a label"
+        for repo in engine.LAB_REPOS:
+            assert not re.search(rf"""["']{repo}[:"']""", text), f"{where} spells the image name {repo}"
+        assert "tenacity" not in text, f"{where} has its own retry policy"
+        assert "cap_drop" not in text and "read_only=" not in text, f"{where} builds its own container sandbox"
+
+
+def test_the_sandbox():
+    box = engine.sandbox(mounts={"/src/scenarios": "/opt/zmqlab/scenarios"})
+    assert box["user"] == "65534:65534" and box["network_mode"] == "none"
+    assert box["cap_drop"] == ["ALL"] and box["security_opt"] == ["no-new-privileges"]
+    assert box["read_only"] is True and box["tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,size=256m")
+    assert (box["pids_limit"], box["mem_limit"], box["memswap_limit"]) == (512, "512m", "512m")
+    assert box["volumes"] == {"/src/scenarios": {"bind": "/opt/zmqlab/scenarios", "mode": "ro"}}
+    assert box["environment"]["PYTHONPATH"] == "/opt/zmqlab" and box["init"] is True
+    assert engine.sandbox()["volumes"] == {}
+    box["environment"]["X"] = "1"                       # each call gets its own copy
+    assert "X" not in engine.sandbox()["environment"]
+
+
+def _response(code):
+    return type("R", (), {"status_code": code, "reason": "", "url": ""})()
+
+
+def test_one_retry_policy_removal_also_retries_conflicts():
+    calls = []
+
+    def conflict():
+        calls.append(1)
+        raise docker.errors.APIError("removal in progress", response=_response(409))
+    with pytest.raises(docker.errors.APIError):
+        engine.transient_retry(conflict)()
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(docker.errors.APIError):
+        engine._removal_retry(conflict)()
+    assert len(calls) == 3
+    calls.clear()
+
+    def reset():
+        calls.append(1)
+        raise requests.exceptions.ConnectionError("reset")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        engine._removal_retry(reset)()
+    assert len(calls) == 3
+
+
+def test_unused_network_code_is_gone():
+    assert not hasattr(engine, "create_network")
+    import inspect
+
+    from lab.backends import docker as backend
+    assert "network" not in inspect.signature(backend.DockerBackend._start_container).parameters
+    assert not hasattr(backend, "measure_overhead")          # lab.bench measures through run_command
+
+
+class _Container:
+    def __init__(self):
+        self.removed = False
+
+    def start(self):
+        pass
+
+    def wait(self, timeout):
+        return {"StatusCode": 0}
+
+    def logs(self, **kw):
+        return b"25.1.2 4.3.4 False\n"
+
+    def remove(self, force):
+        self.removed = True
+
+
+class _Containers:
+    def __init__(self):
+        self.made = []
+
+    def create(self, image, command, **kwargs):
+        self.made.append((image, command, kwargs))
+        self.container = _Container()
+        return self.container
+
+
+def test_the_verification_container_gets_the_cell_sandbox_and_the_run_labels():
+    from lab import images
+    from lab.targets import load_targets
+    target = next(t for t in load_targets() if t.name == "pyzmq-25.1.2")
+    client = type("Client", (), {"containers": _Containers()})()
+    assert images.verify_image(client, target, run_id="images-1") == "25.1.2 4.3.4 False"
+    (image, command, kwargs), = client.containers.made
+    assert image == "zmqlab-target:pyzmq-25.1.2" and command[0] == engine.PYTHON
+    labels = kwargs.pop("labels")
+    assert labels[engine.LABEL] == "1" and labels[engine.LABEL_RUN] == "images-1"
+    assert {engine.LABEL_PID, engine.LABEL_PIDSTART, engine.LABEL_HOST} <= set(labels)
+    assert kwargs.pop("name").startswith("zmqlab-images-1-verify-pyzmq-25.1.2-")
+    kwargs.pop("detach")
+    assert kwargs == engine.sandbox()
+    assert client.containers.container.removed
