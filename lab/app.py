@@ -151,7 +151,7 @@ def _run_claims(request: ReproduceRequest):
             for claim in (c for t, c in todo if t is target):
                 say("[%d/%d] %s on %s" % (len(judgements) + 1, len(todo), claim.title, target.name))
                 verdict = run_cell(backend, target, claim.cell(target.name), settings)
-                results.save_verdict(run_dir, verdict)
+                results.save_verdict(run_dir, verdict, sized=True)
                 judgements.append(rep.judge(claim, verdict))
                 say("  " + rep.lines([judgements[-1]])[-1].strip())
             backend.release(target)

@@ -116,9 +116,13 @@ def cell_file_name(key: str) -> str:
     return key.replace("/", "__") + ".json"
 
 
-def save_verdict(run_dir: str | Path, verdict: Verdict) -> Path:
-    path = Path(run_dir) / CELLS_DIR / cell_file_name(verdict.cell.key)
-    return write_json_atomic(path, verdict.to_dict(), "verdict")
+def save_verdict(run_dir: str | Path, verdict: Verdict, sized: bool = False) -> Path:
+    """cells/<key>.json; `sized` adds the cell's threads x msgs to the name, for runs that judge
+    one cell at several sizes (reproduce: PUB/SUB 10x1000 and 100x1000 share a key)."""
+    name = cell_file_name(verdict.cell.key)
+    if sized:
+        name = name[:-len(".json")] + "__%dx%d.json" % (verdict.cell.threads, verdict.cell.msgs)
+    return write_json_atomic(Path(run_dir) / CELLS_DIR / name, verdict.to_dict(), "verdict")
 
 
 def save_matrix(run_dir: str | Path, matrix: Matrix) -> Path:

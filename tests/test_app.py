@@ -113,9 +113,10 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path):
     from tests.factories import make_report
     claims = {c.title: c for c in rep.CLAIMS}
     works, fails = claims["PUSH/PULL 100×1000"], claims["PAIRs 1×1000"]
-    for claim, outcome in ((works, "ok"), (fails, "ok")):      # PAIR 'ok': contradicts the write-up
-        cell = claim.cell("pyzmq-25.1.2")
-        results.save_verdict(tmp_path, classify(cell, [make_report(outcome, cell) for _ in range(3)]))
+    few, many = claims["PUB/SUB 10×1000 -poll"], claims["PUB/SUB 100×1000 -poll"]   # one key, two sizes
+    for claim, outcome in ((works, "ok"), (fails, "ok"), (few, "ok"), (many, "lost")):
+        cell = claim.cell("pyzmq-25.1.2")                # PAIR 'ok': contradicts the write-up
+        results.save_verdict(tmp_path, classify(cell, [make_report(outcome, cell) for _ in range(3)]), sized=True)
     published = tmp_path / "published.md"
     request = app.ReproduceRequest.from_cli("all", 10, 2.0, "local", str(tmp_path), str(published),
                                             str(tmp_path), 1.0)
@@ -124,6 +125,7 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path):
     text = published.read_text()
     assert text == (tmp_path / "reproduce.md").read_text()
     assert "## PAIRs 1×1000" in text and "**DISAGREE**" in text and "- runs per configuration: 3" in text
+    assert "## PUB/SUB 10×1000 -poll" in text and "## PUB/SUB 100×1000 -poll" in text   # both sizes kept
     assert "AGREE    pyzmq-25.1.2" in outcome.text and "DISAGREE pyzmq-25.1.2" in outcome.text
     from lab.cells import Cell
     from lab.errors import LabError
