@@ -59,16 +59,25 @@ def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, 
     return report
 
 
-def _without_pause(report: dict, paused_s: float) -> dict:
+def _paused_within(report: dict, result: ProcessResult) -> float:
+    """How much of the run's own measured time (its last duration_s before it ended) the
+    container spent paused; all of result.paused_s when the backend did not say when."""
+    if not result.pauses:
+        return result.paused_s
+    start = result.wall_s - float(report["duration_s"])
+    return sum(max(0.0, min(b, result.wall_s) - max(a, start)) for a, b in result.pauses)
+
+
+def _without_pause(report: dict, result: ProcessResult) -> dict:
     """The report with the time its container was paused taken out of duration and rate."""
-    if paused_s <= 0:
+    if result.paused_s <= 0:
         return report
     report = dict(report)
-    duration = max(0.0, float(report["duration_s"]) - paused_s)
+    duration = max(0.0, float(report["duration_s"]) - _paused_within(report, result))
     report["duration_s"] = round(duration, 4)
     received = (report.get("totals") or {}).get("received", 0)
     report["msgs_per_s"] = round(received / duration, 1) if duration > 0 else 0.0
-    report["paused_s"] = round(paused_s, 3)
+    report["paused_s"] = round(result.paused_s, 3)
     return report
 
 
@@ -79,7 +88,7 @@ def _infra_report(own: dict | None, cell: Cell, target: Target, settings: RunSet
     if own is None:
         return lab_report(cell, target, settings, INFRA, what, result)
     said = " ".join(("%s: %s" % (own["outcome"], own["reason"])).split())
-    report = dict(_without_pause(own, result.paused_s), outcome=INFRA, classified_by="lab",
+    report = dict(_without_pause(own, result), outcome=INFRA, classified_by="lab",
                   reason="%s (the run's own report said %s)" % (what, said))
     return report
 
@@ -106,7 +115,7 @@ def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSe
         paused = "container %s was paused by someone else for %.1f s during the run" % (
             result.container or "?", result.paused_s)
         if report is not None and report["outcome"] in ("ok", "unsupported"):
-            report = _without_pause(report, result.paused_s)
+            report = _without_pause(report, result)
             report["reason"] += " (%s: left out of its duration)" % paused
             return report
         return _infra_report(report, cell, target, settings, paused + ", so its outcome cannot be trusted",

@@ -26,6 +26,7 @@ class ProcessResult:
     # nothing about the target. None when nothing happened.
     infra: str | None = None
     paused_s: float = 0.0    # time someone else kept the run's container paused (in wall_s)
+    pauses: tuple[tuple[float, float], ...] = ()   # when: (start, end) s since the run started
     container: str = ""      # where it ran, for the evidence ("" for a local process)
 
 

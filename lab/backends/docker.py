@@ -27,7 +27,7 @@ stopped, restarted or removed, that was still paused (or had been paused) when t
 timeout fired, or that met an engine error mid-run, comes back with `infra` naming what
 happened ("container zmqlab-... was killed from outside: exit 137, OOMKilled=false") and its
 container replaced, never as a deadlock or an error of the target. The time a container was
-paused during a run that ended normally comes back as `paused_s`.
+paused during a run that ended normally comes back as `paused_s` (and when: `pauses`).
 """
 from __future__ import annotations
 
@@ -345,19 +345,20 @@ class DockerBackend:
             ours = self._ours.get(cid)
         return [e for e in self._timeline(cid, since_ns) if ours is None or e[0] < ours]
 
-    def _paused_s(self, cid: str, t0_ns: int, t1_ns: int) -> tuple[float, bool]:
-        """(seconds of [t0, t1] the container spent paused, still paused at t1) per its events.
-        (A run never starts paused: an exec into a paused container is refused.)"""
-        total, start = 0, None
+    def _pauses(self, cid: str, t0_ns: int, t1_ns: int) -> tuple[tuple[tuple[float, float], ...], bool]:
+        """When the container was paused during [t0, t1], per its events: (start, end) in s
+        since t0, and whether it still was at t1. (A run never starts paused: an exec into a
+        paused container is refused.)"""
+        spans, start = [], None
         for when, action, _ in self._timeline(cid, t0_ns):
             if action == "pause" and start is None:
                 start = when
             elif action in ("unpause", "die", "destroy") and start is not None:
-                total += max(0, min(when, t1_ns) - start)
+                spans.append((start, min(when, t1_ns)))
                 start = None
         if start is not None:
-            total += max(0, t1_ns - start)
-        return total / 1e9, start is not None
+            spans.append((start, t1_ns))
+        return tuple(((a - t0_ns) / 1e9, (b - t0_ns) / 1e9) for a, b in spans if b > a), start is not None
 
     def _paused_run(self, container: Any, t0_ns: int, timeout: float) -> str | None:
         """At the hard timeout: was the run's container paused by someone else (now, or for a
@@ -368,7 +369,8 @@ class DockerBackend:
             paused_now = bool(container.attrs["State"].get("Paused"))
         except ENGINE_ERRORS:
             pass
-        paused_s, still = self._paused_s(container.id, t0_ns, time.time_ns())
+        pauses, still = self._pauses(container.id, t0_ns, time.time_ns())
+        paused_s = sum(b - a for a, b in pauses)
         if not (paused_now or still or paused_s > 0):
             return None
         name = container.name
@@ -480,14 +482,15 @@ class DockerBackend:
                 else:
                     timed_out = killed != 0      # 0: it ended on its own just in time
         wall = time.monotonic() - t0
-        paused_s, _ = self._paused_s(container.id, t0_ns, time.time_ns())
+        pauses, _ = self._pauses(container.id, t0_ns, time.time_ns())
         out, err = box.get("out") or (None, None)
 
         def result(code: int | None, infra: str | None = None) -> ProcessResult:
             if infra is not None:
                 self._discard(target, container)    # the retry gets a fresh container
             return ProcessResult(_text(out), _text(err), code, timed_out and infra is None, wall,
-                                 infra=infra, paused_s=paused_s, container=container.name)
+                                 infra=infra, paused_s=sum(b - a for a, b in pauses), pauses=pauses,
+                                 container=container.name)
 
         if infra is not None:
             return result(None, infra)
@@ -550,8 +553,8 @@ class DockerBackend:
                 f"{engine.reason(exc)}")
         finally:
             wall = time.monotonic() - t0
-            paused_s, _ = self._paused_s(container.id, t0_ns, time.time_ns())
+            pauses, _ = self._pauses(container.id, t0_ns, time.time_ns())
             self._remove(container)             # close() sweeps it by label if this fails
         return ProcessResult(_text(out), _text(err), None if (timed_out or infra) else code,
-                             timed_out and infra is None, wall, infra=infra, paused_s=paused_s,
-                             container=container.name)
+                             timed_out and infra is None, wall, infra=infra,
+                             paused_s=sum(b - a for a, b in pauses), pauses=pauses, container=container.name)
