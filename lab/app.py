@@ -52,7 +52,8 @@ def scenario(request: ScenarioRequest) -> Outcome:
     if request.json_path:
         results.write_json_atomic(request.json_path, verdict.to_dict(), "verdict")
         say("verdict written to %s" % request.json_path)
-    return Outcome(render.verdict_line(verdict), 1 if verdict.failed else 0)
+    # 1 also when nothing could be judged (every run lost to the infrastructure): no check was made
+    return Outcome(render.verdict_line(verdict), 1 if verdict.failed or verdict.n == 0 else 0)
 
 
 def matrix(request: SweepRequest) -> Outcome:

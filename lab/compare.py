@@ -137,6 +137,8 @@ def judge(base: Side | None, new: Side | None) -> tuple[str, str]:
     for side, name in ((base, "BASE"), (new, "NEW")):
         if side.outcome == "skipped":
             return "not-compared", f"skipped in {name}: {side.note}"
+        if side.n == 0:            # every run lost to the infrastructure: nothing was judged
+            return "not-compared", f"nothing judged in {name}: every run was lost to the infrastructure"
     if (base.threads, base.msgs) != (new.threads, new.msgs):
         return "not-compared", (f"different sizes: BASE {base.threads} threads x {base.msgs} msgs, "
                                 f"NEW {new.threads} x {new.msgs}")

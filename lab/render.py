@@ -151,6 +151,13 @@ def markdown(matrix: Matrix) -> str:
         for i, run in enumerate(verdict.runs, 1):
             if run.outcome in FAILURES:
                 out.append(f"  - run {i}: {_md(run_detail(run))}")
+    lost_to_infra = [v for v in matrix.verdicts if v.infra]
+    if lost_to_infra:
+        out += ["", "## Infrastructure (not counted)", ""]
+        for verdict in lost_to_infra:
+            out.append(f"- {_md(verdict.summary_line())}")
+            out += [f"  - run {i}: {_md(run_detail(run))}" for i, run in enumerate(verdict.runs, 1)
+                    if run.outcome == INFRA]
     absent = [v for v in matrix.verdicts if v.worst in ("unsupported", "skipped")]
     if absent:
         out += ["", "## Not run", ""]

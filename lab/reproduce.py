@@ -76,7 +76,7 @@ def _ci(k: int, v: Verdict) -> str:
 
 def _first_gaps(v: Verdict) -> list[int]:
     """The seq each gapped thread expected first, over every run (1 = its first message)."""
-    return [t["first_gap"]["expected"] for r in v.runs for t in r.threads if t["first_gap"]]
+    return [t["first_gap"]["expected"] for r in v.runs if r.outcome != "infra" for t in r.threads if t["first_gap"]]
 
 
 def _shutdown_lost(v: Verdict) -> int:
@@ -89,6 +89,8 @@ def judge(claim: Claim, verdict: Verdict) -> Judgement:
     counts, failures = verdict.counts, verdict.failures
     other = ", ".join(f"{o} {counts[o]}" for o in ("error", "deadlock", "lost", "misordered")
                       if counts[o] and o != claim.fails)
+    if verdict.n == 0:
+        return Judgement(claim, verdict, False, "nothing judged: every run was lost to the infrastructure")
     if counts["unsupported"] == verdict.n:
         return Judgement(claim, verdict, False, "unsupported here: " + verdict.runs[0].reason)
     if claim.fails is None:

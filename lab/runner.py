@@ -263,7 +263,7 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
                     label = "%s %s" % (target.name, "/".join(cell.column))
                     verdict = run_cell(backend, by_name[cell.target], cell, settings,
                                        on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
-                    progress.done += settings.repeat - verdict.n   # unsupported stops early
+                    progress.done += settings.repeat - len(verdict.runs)   # unsupported stops early
                     progress.cell_finished(verdict)
                 verdicts.append(verdict)
                 keep(lambda: results.save_verdict(run_dir, verdict), verdict)

@@ -130,3 +130,10 @@ def test_partial_runs_and_a_run_against_itself_are_called_out():
     assert c.notes[0] in cmp.table(c) and c.notes[0] in cmp.markdown(c)
     same = cmp.compare(new, new)
     assert same.notes == ("WARNING: BASE and NEW are the same run (r2): nothing can change",)
+
+
+def test_a_cell_whose_runs_were_all_lost_to_the_infrastructure_is_not_compared():
+    base = build("r1", "docker", [make_verdict(["infra", "infra"])], created="t1")
+    new = build("r2", "docker", [make_verdict(["lost", "lost"])], created="t2")
+    [change] = cmp.compare(base, new).changes
+    assert change.status == "not-compared" and "every run was lost to the infrastructure" in change.reason

@@ -94,3 +94,12 @@ def test_a_partial_run_says_so_in_every_rendering():
     assert "PARTIAL" not in render.table(whole) + render.markdown(whole)
     for text in (render.table(partial), render.markdown(partial)):
         assert "PARTIAL RUN: 1 of 3 cells have a verdict" in text and "--resume" in text
+
+
+def test_markdown_lists_runs_lost_to_the_infrastructure_apart():
+    cell = make_cell()
+    verdict = classify(cell, make_reports(["infra", "ok"], cell))
+    md = render.markdown(build("r", "docker", [verdict]))
+    section = md.split("## Infrastructure (not counted)")[1]
+    assert "run 1: infra" in section and "run 2" not in section
+    assert "## Failures\n\nNone." in md

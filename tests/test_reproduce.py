@@ -94,3 +94,9 @@ def test_reports_show_every_disagreement_with_its_explanation():
     assert any(line.lstrip().startswith("AGREE") for line in lines)
     unexplained = rep.markdown(js, {}, {})
     assert "*not explained yet.*" in unexplained
+
+
+def test_a_configuration_lost_to_the_infrastructure_is_not_called_unsupported():
+    c = claim("PUSH/PULL 100×1000")
+    j = rep.judge(c, verdict(c, ["infra", "infra"]))
+    assert not j.agrees and j.why == "nothing judged: every run was lost to the infrastructure"

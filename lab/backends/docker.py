@@ -44,7 +44,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from lab import engine
+from lab import engine, reaper
 from lab.backends.base import ProcessResult
 from lab.engine import PYTHON, TARGET_REPO, image_name
 from lab.errors import LabError
@@ -153,6 +153,8 @@ class DockerBackend:
             raise LabError(f"Docker engine at {engine.engine_address()} failed: "
                            f"{engine.reason(exc)}") from None
         self._listen()
+        # A lab killed with SIGKILL runs no finally block: its reaper removes the run then.
+        self._reaper = reaper.spawn(run_id)
         per = "one container per target, a docker exec per cell" if mode == "exec" \
             else "a fresh container per cell"
         self.description = (f"Docker engine {version} at {engine.engine_address()} "
@@ -215,6 +217,7 @@ class DockerBackend:
             engine.remove_run(self.client, self.run_id, self.close_errors)
         except Exception as exc:
             self.close_errors.append(engine.reason(exc))
+        reaper.stop(getattr(self, "_reaper", None))
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
