@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from lab import compare as cmp
-from lab.cells import PATTERNS, TRANSPORTS, VARIANTS, Cell
+from lab.cells import Cell
 from lab.errors import LabError
 from lab.matrix import Matrix
 from lab.verdicts import OUTCOMES
@@ -24,8 +24,7 @@ DEFAULT_PATH = Path(__file__).resolve().parents[1] / "baseline" / "expected.json
 
 @dataclass(frozen=True)
 class Expected:
-    target: str
-    column: tuple[str, str, str]
+    cell: Cell
     side: cmp.Side
 
 
@@ -39,7 +38,7 @@ class Baseline:
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(e.target for e in self.cells))
+        return tuple(dict.fromkeys(e.cell.target for e in self.cells))
 
 
 def from_matrix(m: Matrix) -> dict:
@@ -53,22 +52,13 @@ def from_matrix(m: Matrix) -> dict:
             raise LabError(f"cannot take a baseline from run {m.run_id}: {v.cell.key} is "
                            f"inconsistent ({v.problems[0]})")
         side = cmp.Side.of(v)
-        cells.append({"key": v.cell.key, "target": v.cell.target, "pattern": v.cell.pattern,
-                      "transport": v.cell.transport, "label": v.cell.label,
-                      "threads": v.cell.threads, "msgs": v.cell.msgs, "outcome": v.worst,
-                      "n": v.n, "counts": dict(v.counts), "note": side.note,
-                      "summary": v.summary_line()})
+        cells.append({"key": v.cell.key, "cell": v.cell.to_dict(), "outcome": v.worst, "n": v.n,
+                      "counts": dict(v.counts), "note": side.note, "summary": v.summary_line()})
     if not cells:
         raise LabError(f"cannot take a baseline from run {m.run_id}: every cell was skipped")
     params = {k: m.params[k] for k in ("threads", "msgs", "repeat", "stall", "sleep") if k in m.params}
     return {"schema": BASELINE_SCHEMA, "source_run": m.run_id, "created": m.created,
             "backend": m.backend, "params": params, "cells": cells}
-
-
-def parse_label(label: str) -> tuple[str, bool, str]:
-    """'default+poll+xpub' -> (variant, poll, sync): the inverse of Cell.label."""
-    parts = label.split("+")
-    return parts[0], "poll" in parts[1:], "xpub" if "xpub" in parts[1:] else "none"
 
 
 def from_dict(data: dict, known_targets: Iterable[str], source: str = "baseline") -> Baseline:
@@ -78,19 +68,15 @@ def from_dict(data: dict, known_targets: Iterable[str], source: str = "baseline"
     gone, entries = [], []
     for c in data["cells"]:
         try:
-            variant, poll, sync = parse_label(c["label"])
-            if c["target"] not in known:
-                raise LabError("target not pinned")
-            cell = Cell(c["target"], c["pattern"], c["transport"], variant, poll, sync,
-                        c["threads"], c["msgs"])
-            if cell.key != c["key"]:
-                raise LabError("key mismatch")
+            cell = Cell.from_dict(c["cell"])
+            if cell.target not in known or cell.key != c["key"]:
+                raise LabError("target not pinned or key mismatch")
         except LabError:
             gone.append(c["key"])
             continue
-        side = cmp.Side(c["key"], c["outcome"], tuple((o, c["counts"][o]) for o in OUTCOMES),
-                        c["n"], c["threads"], c["msgs"], "", c["note"])
-        entries.append(Expected(c["target"], cell.column, side))
+        side = cmp.Side(c["key"], c["outcome"], tuple((o, c["counts"].get(o, 0)) for o in OUTCOMES),
+                        c["n"], cell.threads, cell.msgs, "", c["note"])
+        entries.append(Expected(cell, side))
     if gone:
         more = f" (+{len(gone) - 1} more)" if len(gone) > 1 else ""
         raise LabError(f"{source} lists cells that no longer exist: {gone[0]}{more}; "
@@ -111,19 +97,12 @@ def gate(baseline: Baseline, m: Matrix) -> cmp.Comparison:
     pairs = []
     for key, e in expected.items():
         v = got.get(key)
-        pairs.append(((e.target,) + e.column, e.side, cmp.Side.of(v) if v else None))
+        pairs.append((e.cell, e.side, cmp.Side.of(v) if v else None))
     for key, v in got.items():
         if key not in expected:
-            pairs.append(((v.cell.target,) + v.cell.column, None, cmp.Side.of(v)))
+            pairs.append((v.cell, None, cmp.Side.of(v)))
     rows = {t: i for i, t in enumerate(dict.fromkeys(list(baseline.targets) + list(m.rows)))}
-    pairs.sort(key=lambda p: (rows[p[0][0]], _order(p[0])))
+    pairs.sort(key=lambda p: (rows[p[0].target], p[0].order))
     return cmp.Comparison(f"baseline {baseline.source_run}", m.run_id, "key",
-                          ",".join(rows), ",".join(rows), cmp.compare_sides(pairs))
-
-
-def _order(column: tuple[str, str, str, str]) -> tuple:
-    _, pattern, transport, label = column
-    variant, poll, sync = parse_label(label)
-    variants = VARIANTS.get(pattern, ())
-    return (PATTERNS.index(pattern), TRANSPORTS.index(transport),
-            variants.index(variant) if variant in variants else 0, sync != "none", poll)
+                          ",".join(rows), ",".join(rows),
+                          cmp.compare_sides(((c.target,) + c.column, b, n) for c, b, n in pairs))

@@ -29,7 +29,8 @@ from typing import Iterable
 
 from lab.errors import LabError
 from lab.matrix import Column, Matrix
-from lab.verdicts import FAILURES, SEVERITY, Verdict, wilson
+from lab.render import cell_label
+from lab.verdicts import FAILURES, SEVERITY, Verdict, pct, wilson
 
 STATUSES = ("worse", "better", "unchanged", "not-compared")
 # Thresholds, least severe first: the first is "any failure".
@@ -66,17 +67,9 @@ class Side:
         return self.n > 0 and self.count("unsupported") == self.n
 
     def text(self) -> str:
-        """Compact, like the matrix cell: 'ok 5/5', 'LOST 3/5', 'unsup', 'skip'."""
-        if self.outcome == "skipped":
-            return "skip"
-        if self.problem:
-            return "ERROR!"
-        if self.all_unsupported:
-            return "unsup"
-        failures = self.at_least(THRESHOLDS[0])
-        if not failures:
-            return f"ok {self.count('ok')}/{self.n}"
-        return f"{self.outcome.upper()} {failures}/{self.n}"
+        """The matrix cell's text (render.cell_label), from the counts this side keeps."""
+        counts = dict(self.counts)
+        return cell_label(self.outcome, counts, self.n, counts.get("infra", 0), bool(self.problem))
 
 
 @dataclass(frozen=True)
@@ -121,13 +114,9 @@ class Comparison:
         return {s: len(self.having(s)) for s in STATUSES}
 
 
-def _pct(x: float) -> str:
-    return f"{round(x * 100)}%"
-
-
 def _interval(k: int, n: int) -> str:
     low, high = wilson(k, n)
-    return f"{k}/{n} [{_pct(low)}–{_pct(high)}]"
+    return f"{k}/{n} [{pct(low)}%–{pct(high)}%]"
 
 
 def judge(base: Side | None, new: Side | None) -> tuple[str, str]:

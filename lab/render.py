@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import shutil
 from itertools import groupby
+from typing import Mapping
 
 from rich import box
 from rich.console import Console
@@ -40,20 +41,28 @@ def cell_text(verdict: Verdict | None) -> str:
     """The few characters a verdict gets in a table cell."""
     if verdict is None:
         return "-"
-    worst, counts, n = verdict.worst, verdict.counts, verdict.n
+    return cell_label(verdict.worst, verdict.counts, verdict.n, verdict.infra, bool(verdict.problems))
+
+
+def cell_label(worst: str, counts: Mapping[str, int], n: int, infra: int = 0, problem: bool = False) -> str:
+    """The cell text from a verdict's counts alone (compare.Side and baseline entries have no
+    runs): 'ok 5/5', 'LOST 3/5', 'DEADLOCK 2/3*' (failed more than one way), a '~' when runs
+    were lost to the infrastructure, 'unsup', 'infra', 'skip', 'ERROR!'."""
     if worst == "skipped":
         return "skip"
-    if verdict.problems:
+    if problem:
         return "ERROR!"
     if worst == INFRA:
         return "infra"
-    infra = "~" if verdict.infra else ""
+    mark = "~" if infra else ""
     if worst == "ok":
-        return f"ok {counts['ok']}/{n}{infra}"
+        return f"ok {counts.get('ok', 0)}/{n}{mark}"
     if worst == "unsupported":
-        return ("unsup" if counts["unsupported"] == n else f"unsup {counts['unsupported']}/{n}") + infra
-    mixed = "*" if sum(1 for o in FAILURES if counts[o]) > 1 else ""
-    return f"{worst.upper()} {verdict.failures}/{n}{mixed}{infra}"
+        unsup = counts.get("unsupported", 0)
+        return ("unsup" if unsup == n else f"unsup {unsup}/{n}") + mark
+    failed = [o for o in FAILURES if counts.get(o)]
+    mixed = "*" if len(failed) > 1 else ""
+    return f"{worst.upper()} {sum(counts[o] for o in failed)}/{n}{mixed}{mark}"
 
 
 def row_label(matrix: Matrix, target: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lab.cells import Cell
-from lab.verdicts import Verdict, _pct
+from lab.verdicts import Verdict, pct
 
 TRANSPORT = "inproc"          # the originals' CONTROL_ENDPOINT is inproc://control
 SEED_SLEEP_S = 1.0            # their -sleep default (the scenarios' default too)
@@ -71,7 +71,7 @@ def applies(claim: Claim, draft: bool) -> bool:
 
 
 def _ci(k: int, v: Verdict) -> str:
-    return f"{k}/{v.n} runs, 95% CI {_pct(v.rate_low)}–{_pct(v.rate_high)}%"
+    return f"{k}/{v.n} runs, 95% CI {pct(v.rate_low)}–{pct(v.rate_high)}%"
 
 
 def _first_gaps(v: Verdict) -> list[int]:

@@ -22,7 +22,7 @@ from lab.cells import Cell
 from lab.errors import LabError
 from lab.requests import RunSettings
 from lab.targets import Target
-from lab.verdicts import INFRA, Verdict, classify, skipped
+from lab.verdicts import INFRA, Verdict, judge_runs, skipped
 from scenarios import flags
 
 STDERR_TAIL = 20000  # characters of a dead run's stderr kept as evidence (faulthandler stacks)
@@ -149,7 +149,7 @@ def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings
                 break
         if report["outcome"] == "unsupported":
             break                  # the build lacks it: repeating cannot change that
-    return classify(cell, reports)
+    return judge_runs(cell, reports)
 
 
 class Progress:

@@ -19,7 +19,7 @@ from lab.requests import PairRequest, RunSettings, SweepRequest
 from lab.runner import Progress, run_cell, run_matrix
 from lab.session import open_run, say
 from lab.targets import Target, load_targets, select
-from lab.verdicts import Verdict, classify, skipped
+from lab.verdicts import Verdict, judge_runs, skipped
 
 STEP = 5               # upgrade-check: runs added at a time while a cell's intervals overlap
 
@@ -126,7 +126,7 @@ def refresh_baseline(results_path: str | Path, baseline_path: str | Path, allow_
 
 def _more_runs(runner, target: Target, verdict: Verdict, settings: RunSettings, extra: int) -> Verdict:
     more = run_cell(runner, target, verdict.cell, replace(settings, repeat=extra))
-    return classify(verdict.cell, [r.report for r in verdict.runs + more.runs])
+    return judge_runs(verdict.cell, [r.report for r in verdict.runs + more.runs])
 
 
 def run_pair(request: PairRequest, step: int = STEP, open_run=open_run) -> tuple[Path, Path]:

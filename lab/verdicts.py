@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 
 from lab.cells import Cell
 from lab.errors import LabError
+from scenarios import evidence
 from scenarios.evidence import BUSY_STATES   # which thread states are stuck: the harness's definition
 
 VERDICT_SCHEMA = "zmqlab.verdict/1"
@@ -35,9 +36,10 @@ SEVERITY = {"skipped": 0, INFRA: 1, "ok": 2, "unsupported": 3, "misordered": 4, 
             "deadlock": 6, "error": 7}
 # A failure is a run that tells us something is wrong; unsupported/skipped are absences.
 FAILURES = ("misordered", "lost", "deadlock", "error")
-# Harness thread states (scenarios/harness.py) that are NOT inside a zmq call. In a stall,
-# any other state ("send", "connect", "poll", "wait-mutex", ... or one added later) is where
-# a thread hung, so unknown states are reported rather than hidden.
+# Which threads a stalled run reports as stuck: those in one of the harness's BUSY_STATES
+# (inside, or waiting on, a zmq call: "send", "connect", "poll", "wait-mutex", ...). A thread in
+# any other state ("running", "done", ...) is not reported, so a state the harness adds for a
+# new zmq call must be added to BUSY_STATES (scenarios/evidence.py) too.
 
 _VERSION_KEYS = ("pyzmq", "libzmq", "draft", "python")
 # Report params that must equal the cell's fields (a mismatch is a lab bug, not a ZeroMQ one).
@@ -235,7 +237,7 @@ class Verdict:
         if counts["unsupported"] == n:
             first = self.first_run("unsupported")
             return f"{head} unsupported ({n}/{n} runs): {first.reason}"
-        ci = f"95% CI {_pct(self.rate_low)}–{_pct(self.rate_high)}%"
+        ci = f"95% CI {pct(self.rate_low)}–{pct(self.rate_high)}%"
         unsupported = ""
         if counts["unsupported"]:
             run = self.first_run("unsupported")
@@ -244,10 +246,10 @@ class Verdict:
             return f"{head} ok {counts['ok']}/{n} runs (0 failed, {ci}){unsupported}"
         kinds = [o for o in sorted(FAILURES, key=SEVERITY.__getitem__, reverse=True) if counts[o]]
         if len(kinds) == 1:
-            text = f"{head} {kinds[0]} {self.failures}/{n} runs ({_pct(self.rate)}%, {ci})"
+            text = f"{head} {kinds[0]} {self.failures}/{n} runs ({pct(self.rate)}%, {ci})"
         else:
             breakdown = ", ".join(f"{o} {counts[o]}" for o in kinds)
-            text = f"{head} failed {self.failures}/{n} runs ({_pct(self.rate)}%, {ci}) [{breakdown}]"
+            text = f"{head} failed {self.failures}/{n} runs ({pct(self.rate)}%, {ci}) [{breakdown}]"
         return text + self._evidence(kinds[0]) + unsupported
 
     def _evidence(self, outcome: str) -> str:
@@ -288,7 +290,7 @@ class Verdict:
         if data.get("skip_reason"):
             verdict = skipped(cell, data["skip_reason"])
         else:
-            verdict = classify(cell, data["runs"])
+            verdict = judge_runs(cell, data["runs"])
         for name in ("key", "outcome", "n", "failures", "counts"):
             mine = cell.key if name == "key" else getattr(verdict, name)
             stored = data.get(name)
@@ -300,7 +302,7 @@ class Verdict:
         return verdict
 
 
-def classify(cell: Cell, reports: Sequence[dict]) -> Verdict:
+def judge_runs(cell: Cell, reports: Sequence[dict]) -> Verdict:
     """Judge the runs of one cell. Reports must satisfy run.schema.json."""
     if not reports:
         raise LabError(f"no runs to judge for {cell.key}")
@@ -313,10 +315,8 @@ def skipped(cell: Cell, reason: str) -> Verdict:
 
 
 def describe_gap(gap: tuple[int, int, int | None]) -> str:
-    thread, expected, got = gap
-    if got is None:
-        return f"thread {thread} got nothing expecting #{expected}"
-    return f"thread {thread} got #{got} expecting #{expected}"
+    """(thread, expected, got) in the harness's own words (scenarios/evidence.py)."""
+    return evidence.describe_gap(*gap)
 
 
 def describe_stall(run: RunSummary, limit: int = 4) -> str:
@@ -333,7 +333,8 @@ def describe_stall(run: RunSummary, limit: int = 4) -> str:
     return text
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A rate as a whole percentage, without the sign: 0.173 -> '17'."""
     return str(round(x * 100))
 
 

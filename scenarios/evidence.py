@@ -89,10 +89,17 @@ def totals(rows, expected):
     return out
 
 
-def _describe_gap(row):
+def describe_gap(thread, expected, got):
+    """One wording for a broken sequence, used by the harness's reason and the lab's verdicts."""
+    if got is None:
+        return "thread %d got nothing expecting #%d" % (thread, expected)
+    return "thread %d got #%d expecting #%d" % (thread, got, expected)
+
+
+def _row_gap(row):
     gap = row["first_gap"]
     if gap["got"] is not None:
-        return "thread %d got #%d when #%d was expected" % (row["id"], gap["got"], gap["expected"])
+        return describe_gap(row["id"], gap["expected"], gap["got"])
     if row["received"] == 0 and not row.get("would_block"):
         return "thread %d: none of its %d pings arrived" % (row["id"], row["completed"])
     return "thread %d: %d pings from #%d on never arrived" % (row["id"], row["missing"], gap["expected"])
@@ -119,7 +126,7 @@ def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsup
     lossy = [r for r in rows if r["missing"]]
     if lossy:
         missing = sum(r["missing"] for r in lossy)
-        reason = "%d pings lost from %d threads; first: %s" % (missing, len(lossy), _describe_gap(lossy[0]))
+        reason = "%d pings lost from %d threads; first: %s" % (missing, len(lossy), _row_gap(lossy[0]))
         if not shutdown_received:
             reason += "; shutdown message lost too"
         return "lost", reason

@@ -40,3 +40,72 @@ def built_images(engine_client):
     if failed:
         pytest.fail("image builds failed: " + "; ".join(failed))
     return {t.name: t for t in targets}
+
+
+# ---- rootless and registry tests (tests/test_rootless.py, tests/test_registry.py) ----------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def namespace_images(client, namespace: str) -> list:
+    """Images tagged in the test namespace `namespace` (<ns>-zmqlab-*), targets first."""
+    mine = [i for i in client.images.list() if any(t.startswith(namespace + "-zmqlab-") for t in i.tags)]
+    return sorted(mine, key=lambda i: 0 if any("-zmqlab-target:" in t for t in i.tags) else 1)
+
+
+def remove_namespace(client, namespace: str) -> None:
+    """Remove what a test built in its own image namespace (never anything else)."""
+    import docker.errors
+    for image in namespace_images(client, namespace):
+        for tag in image.tags:
+            if tag.startswith(namespace + "-zmqlab-"):
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError as exc:
+                    print(f"could not remove {tag}: {exc}", flush=True)
+
+
+@pytest.fixture
+def image_namespace(engine_client):
+    """A fresh ZMQLAB_IMAGE_NAMESPACE (<ns>-zmqlab-target:..., never the real images); what was
+    built in it is removed afterwards."""
+    import uuid
+    namespace = "zmqlabtest-" + uuid.uuid4().hex[:8]
+    yield namespace
+    remove_namespace(engine_client, namespace)
+
+
+@pytest.fixture(scope="module")
+def docker_user(engine_client):
+    """An unprivileged user in the docker group, with its own home (and /etc/subuid range, which
+    useradd gives it); removed afterwards with its home. Root only (CI runs as root)."""
+    import grp
+    import subprocess
+    import uuid
+    if os.geteuid() != 0:
+        pytest.skip("creating a user needs root")
+    try:
+        grp.getgrnam("docker")
+    except KeyError:
+        docker_unavailable("no docker group on this host")
+    name = "zmqlabt" + uuid.uuid4().hex[:6]
+    subprocess.run(["useradd", "--create-home", "--groups", "docker", "--shell", "/bin/bash", name],
+                   check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+def repo_copy(dest) -> None:
+    """The working tree as a fresh clone would hold it plus local edits (tracked and untracked,
+    not ignored); no .venv: ./zmqlab makes its own on first use, as after a clone."""
+    import shutil
+    import subprocess
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from lab.cells import Cell
 from lab.matrix import Matrix, TargetRow, build
-from lab.verdicts import Verdict, classify, skipped
+from lab.verdicts import Verdict, judge_runs, skipped
 
 # Versions the pinned targets report (pins.toml); unknown names get a plausible default.
 KNOWN_VERSIONS = {
@@ -143,7 +143,7 @@ def make_verdict(outcomes: Iterable[str] | str, cell: Cell | None = None, **cell
     cell = cell or make_cell(**cell_fields)
     if outcomes == "skipped":
         return skipped(cell, "docker backend: image for this target could not be built")
-    return classify(cell, make_reports(outcomes, cell))
+    return judge_runs(cell, make_reports(outcomes, cell))
 
 
 def make_matrix(spec: dict[tuple, Iterable[str] | str], run_id: str = "20261127-114501-ab12",

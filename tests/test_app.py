@@ -109,14 +109,14 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path):
     again (with the explanations of today): one disagreement makes the exit status 1."""
     from lab import app, results
     from lab import reproduce as rep
-    from lab.verdicts import classify
+    from lab.verdicts import judge_runs
     from tests.factories import make_report
     claims = {c.title: c for c in rep.CLAIMS}
     works, fails = claims["PUSH/PULL 100×1000"], claims["PAIRs 1×1000"]
     few, many = claims["PUB/SUB 10×1000 -poll"], claims["PUB/SUB 100×1000 -poll"]   # one key, two sizes
     for claim, outcome in ((works, "ok"), (fails, "ok"), (few, "ok"), (many, "lost")):
         cell = claim.cell("pyzmq-25.1.2")                # PAIR 'ok': contradicts the write-up
-        results.save_verdict(tmp_path, classify(cell, [make_report(outcome, cell) for _ in range(3)]), sized=True)
+        results.save_verdict(tmp_path, judge_runs(cell, [make_report(outcome, cell) for _ in range(3)]), sized=True)
     published = tmp_path / "published.md"
     request = app.ReproduceRequest.from_cli("all", 10, 2.0, "local", str(tmp_path), str(published),
                                             str(tmp_path), 1.0)
@@ -131,7 +131,7 @@ def test_reproduce_judges_a_saved_run_again_without_running_anything(tmp_path):
     from lab.errors import LabError
     (tmp_path / "other").mkdir()
     tcp = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=4, msgs=50)     # not a write-up configuration
-    results.save_verdict(tmp_path / "other", classify(tcp, [make_report("ok", tcp)]))
+    results.save_verdict(tmp_path / "other", judge_runs(tcp, [make_report("ok", tcp)]))
     with pytest.raises(LabError, match="no verdict of a write-up configuration"):
         app.reproduce(app.ReproduceRequest.from_cli("all", 10, 2.0, "local", str(tmp_path), None,
                                                     str(tmp_path / "other"), 1.0))

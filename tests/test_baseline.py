@@ -21,7 +21,7 @@ def test_document_is_schema_valid_and_leaves_out_skipped_cells():
     keys = [c["key"] for c in doc["cells"]]
     assert f"{B}/pair/tcp/default" not in keys
     assert f"{B}/pushpull/tcp/default+poll" in keys and len(keys) == 5
-    clientserver = next(c for c in doc["cells"] if c["pattern"] == "clientserver")
+    clientserver = next(c for c in doc["cells"] if c["cell"]["pattern"] == "clientserver")
     assert clientserver["outcome"] == "unsupported" and "draft API" in clientserver["note"]
 
 
@@ -51,7 +51,7 @@ def test_cells_that_no_longer_exist_are_a_one_line_error():
     with pytest.raises(LabError, match=r"no longer exist: pyzmq-27.3.0/pushpull/tcp/default\+poll") as e:
         bl.from_dict(doc, (A,))                     # pyzmq-27.3.0 dropped from the pins
     assert "\n" not in str(e.value)
-    doc["cells"][0]["pattern"] = "radio"            # a pattern the lab no longer knows
+    doc["cells"][0]["cell"]["pattern"] = "radio"    # a pattern the lab no longer knows
     with pytest.raises(LabError, match=r"no longer exist: .*\(\+1 more\)"):
         bl.from_dict(doc, (A,))
 
@@ -66,7 +66,7 @@ def test_refresh_and_gate_through_files(tmp_path):
     assert sweep.sweep_gate(run, path).exit_code == 0
     # a foreign target in the file: one-line error, and the file is left as it was
     data = json.loads(path.read_text())
-    data["cells"][0]["target"] = data["cells"][0]["key"].split("/")[0] + "-gone"
+    data["cells"][0]["cell"]["target"] = data["cells"][0]["key"].split("/")[0] + "-gone"
     path.write_text(json.dumps(data))
     before = path.read_text()
     with pytest.raises(LabError, match="no longer exist"):

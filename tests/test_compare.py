@@ -113,9 +113,9 @@ def test_exit_code_and_renderings():
 
 def test_new_inconsistent_verdict_is_worse():
     from factories import make_reports
-    from lab.verdicts import classify
+    from lab.verdicts import judge_runs
     cell = make_cell(B, "pushpull")
-    bad = classify(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
+    bad = judge_runs(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
     base = build("b", "local", [make_verdict(["ok"] * 5, make_cell(A, "pushpull"))])
     [change] = cmp.compare(base, build("n", "local", [bad])).changes
     assert change.status == "worse" and "inconsistent" in change.reason

@@ -51,7 +51,7 @@ def test_classify_lost_names_the_first_gap():
     rows = rows_for([tally_of(range(1, 6)), tally_of(range(17, 21))], [5, 20])
     outcome, reason = classify(rows, True, False, "done")
     assert outcome == "lost"
-    assert "thread 1 got #17 when #1 was expected" in reason
+    assert "thread 1 got #17 expecting #1" in reason
 
 
 def test_lost_shutdown_alone_is_lost_not_deadlock():

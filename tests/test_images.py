@@ -242,3 +242,61 @@ def test_draft_images_really_have_client_server(client, built_images, name):
                                 user="65534", network_mode="none", read_only=True,
                                 tmpfs={"/tmp": ""}, remove=True, labels={"org.zmqlab": "1"})
     assert out.decode().strip() == "pong"
+
+
+# ---------------------------------------------------------------- bases in labels and provenance
+
+class _Img:
+    def __init__(self, labels, tags=("zmqlab-target:pyzmq-25.1.2",), id_="sha256:" + "ee" * 32):
+        self.labels, self.tags, self.id = labels, list(tags), id_
+
+
+def test_an_image_fits_only_its_namespace_and_the_base_source_asked_for(monkeypatch):
+    wanted = "f" * 64
+    plain = _Img({images.HASH_LABEL: wanted})                       # built before base labels
+    pulled = _Img({images.HASH_LABEL: wanted, "org.zmqlab.base.source": "registry"})
+    elsewhere = _Img({images.HASH_LABEL: wanted, engine.LABEL_NAMESPACE: "zmqlabtest-1"})
+    assert images._fits(plain, wanted, "auto") and images._fits(plain, wanted, "bootstrap")
+    assert not images._fits(plain, wanted, "registry"), "asked for a registry base: build on one"
+    assert images._fits(pulled, wanted, "registry") and not images._fits(pulled, wanted, "bootstrap")
+    assert not images._fits(elsewhere, wanted, "auto"), "a test namespace's image is not the real one"
+    assert not images._fits(plain, "0" * 64, "auto")
+    monkeypatch.setattr(engine, "_NS", "zmqlabtest-1")
+    assert images._fits(elsewhere, wanted, "auto") and not images._fits(plain, wanted, "auto")
+
+
+def test_bad_image_namespace_is_one_line(monkeypatch):
+    monkeypatch.setattr(engine, "_NS", "Not/OK")
+    with pytest.raises(LabError, match="ZMQLAB_IMAGE_NAMESPACE='Not/OK' is not allowed"):
+        images.build_images(None, [])
+
+
+def test_provenance_comes_from_the_image_labels():
+    labels = {**engine.base_labels("base", "127.0.0.1:5000/zmqlab-base:bookworm", "sha256:" + "12" * 32,
+                                   "registry", "pull"),
+              **engine.base_labels("builder", "zmqlab-builder:bookworm", "sha256:" + "34" * 32, "bootstrap", "")}
+    prov = engine.image_provenance(_Img(labels))
+    assert prov == {"ref": "zmqlab-target:pyzmq-25.1.2", "id": "sha256:" + "ee" * 32,
+                    "base": {"ref": "127.0.0.1:5000/zmqlab-base:bookworm", "digest": "sha256:" + "12" * 32,
+                             "source": "registry", "tool": "pull"},
+                    "builder": {"ref": "zmqlab-builder:bookworm", "digest": "sha256:" + "34" * 32,
+                                "source": "bootstrap"}}
+    assert "base" not in engine.image_provenance(_Img({})), "an image from before base labels: no base"
+
+
+def test_every_run_report_carries_the_image_provenance_and_still_validates():
+    import json
+    from factories import make_report
+    from lab import schemas
+    from lab.backends.base import ProcessResult
+    from lab.backends.docker import with_provenance
+    prov = engine.image_provenance(_Img(engine.base_labels("base", "zmqlab-base:bookworm", "sha256:" + "56" * 32,
+                                                           "bootstrap", "mmdebstrap-unshare")))
+    report = make_report("ok")
+    result = ProcessResult("a line\n" + json.dumps(report) + "\n", "", 0, False, 1.0)
+    out = json.loads(with_provenance(result, prov).stdout.splitlines()[-1])
+    assert out["image"]["base"]["digest"] == "sha256:" + "56" * 32
+    schemas.validate("run", out)
+    schemas.validate("run", report), "reports without it (older files, local runs) still load"
+    garbled = ProcessResult("{not json", "", 1, False, 1.0)
+    assert with_provenance(garbled, prov) is garbled

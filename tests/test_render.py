@@ -1,7 +1,7 @@
 from factories import make_matrix, make_reports, make_cell, make_verdict
 from lab import render
 from lab.matrix import build
-from lab.verdicts import classify
+from lab.verdicts import judge_runs
 
 SPEC = {
     ("pyzmq-25.1.2", "pair", "inproc"): ["deadlock"] * 5,
@@ -23,7 +23,7 @@ def test_cell_text():
     assert render.cell_text(make_verdict(["unsupported", "ok"])) == "unsup 1/2"
     assert render.cell_text(make_verdict("skipped")) == "skip"
     cell = make_cell()
-    inconsistent = classify(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
+    inconsistent = judge_runs(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
     assert render.cell_text(inconsistent) == "ERROR!"
 
 
@@ -98,7 +98,7 @@ def test_a_partial_run_says_so_in_every_rendering():
 
 def test_markdown_lists_runs_lost_to_the_infrastructure_apart():
     cell = make_cell()
-    verdict = classify(cell, make_reports(["infra", "ok"], cell))
+    verdict = judge_runs(cell, make_reports(["infra", "ok"], cell))
     md = render.markdown(build("r", "docker", [verdict]))
     section = md.split("## Infrastructure (not counted)")[1]
     assert "run 1: infra" in section and "run 2" not in section

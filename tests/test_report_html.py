@@ -70,9 +70,9 @@ def test_colour_follows_kind_and_rate():
 def test_text_is_escaped():
     from factories import make_cell, make_reports
     from lab.matrix import build
-    from lab.verdicts import classify
+    from lab.verdicts import judge_runs
     cell = make_cell(pattern="pushpull")
-    v = classify(cell, make_reports(["error"], cell, error="<script>alert(1)</script>"))
+    v = judge_runs(cell, make_reports(["error"], cell, error="<script>alert(1)</script>"))
     html = report_html.render(build("r", "local", [v]))
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 from factories import make_cell, make_matrix, make_reports
 from lab import report_junit
 from lab.matrix import build
-from lab.verdicts import classify
+from lab.verdicts import judge_runs
 
 SPEC = {
     ("pyzmq-25.1.2", "pair", "inproc"): ["deadlock"] * 3,
@@ -33,10 +33,10 @@ def test_testcases_and_totals():
 
 def test_inconsistent_verdict_is_an_error_and_text_is_escaped():
     cell = make_cell(pattern="pushpull")
-    bad = classify(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
+    bad = judge_runs(cell, make_reports(["ok"], cell) + make_reports(["ok"], cell, pattern="pair"))
     reason = 'ZMQError: <angle> & "quotes"'
     cell2 = make_cell(pattern="pubsub")
-    odd = classify(cell2, make_reports(["error"], cell2, error=reason))
+    odd = judge_runs(cell2, make_reports(["error"], cell2, error=reason))
     root = ET.fromstring(report_junit.render(build("r", "local", [bad, odd])))
     assert root.get("errors") == "1"
     assert root.find(".//error").get("type") == "inconsistent"

@@ -3,7 +3,7 @@ kind the write-up reports; a 'works' claim is contradicted by any failing run.""
 import pytest
 
 from lab import reproduce as rep
-from lab.verdicts import classify
+from lab.verdicts import judge_runs
 from tests.factories import make_report
 
 
@@ -13,7 +13,7 @@ def claim(title):
 
 def verdict(c, outcomes, **kw):
     cell = c.cell("pyzmq-25.1.2")
-    return classify(cell, [make_report(o, cell, **kw) for o in outcomes])
+    return judge_runs(cell, [make_report(o, cell, **kw) for o in outcomes])
 
 
 def test_every_published_configuration_is_a_claim_in_the_originals_setting():
@@ -49,26 +49,26 @@ def test_initial_loss_claim_needs_a_gap_at_the_first_message():
         for t in r["threads"]:
             if t["first_gap"]:
                 t["first_gap"] = {"expected": 40, "got": 41}
-    late = rep.judge(c, classify(cell, reports))
+    late = rep.judge(c, judge_runs(cell, reports))
     assert not late.agrees and "0 of 3 gapped threads" in late.why
 
 
 def test_shutdown_subclaims_are_checked_both_ways():
     lost_claim = claim("PUB/SUB 10×1000")          # write-up: the shutdown is lost too
     cell = lost_claim.cell("pyzmq-25.1.2")
-    received = classify(cell, [make_report("lost", cell) for _ in range(2)])
+    received = judge_runs(cell, [make_report("lost", cell) for _ in range(2)])
     assert not rep.judge(lost_claim, received).agrees
     reports = [make_report("lost", cell) for _ in range(2)]
     reports[0]["shutdown_received"] = False
-    assert rep.judge(lost_claim, classify(cell, reports)).agrees
+    assert rep.judge(lost_claim, judge_runs(cell, reports)).agrees
     proceeds = claim("PUB/SUB 100×1000 -poll")      # write-up: shutdown proceeds normally
     cell = proceeds.cell("pyzmq-25.1.2")
     reports = [make_report("lost", cell) for _ in range(2)]
     reports[1]["shutdown_received"] = False
-    j = rep.judge(proceeds, classify(cell, reports))
+    j = rep.judge(proceeds, judge_runs(cell, reports))
     assert j.agrees and "shutdown message lost in 1/2" in j.why      # one run proceeded, as the write-up's
     reports[0]["shutdown_received"] = False
-    j = rep.judge(proceeds, classify(cell, reports))
+    j = rep.judge(proceeds, judge_runs(cell, reports))
     assert not j.agrees and "shutdown message lost in 2/2" in j.why
 
 

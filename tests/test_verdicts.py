@@ -3,7 +3,7 @@ import pytest
 from factories import make_cell, make_report, make_reports, make_verdict
 from lab.errors import LabError
 from lab.schemas import validate
-from lab.verdicts import (FAILURES, OUTCOMES, RUN_OUTCOMES, SEVERITY, Verdict, classify, is_failure,
+from lab.verdicts import (FAILURES, OUTCOMES, RUN_OUTCOMES, SEVERITY, Verdict, judge_runs, is_failure,
                           skipped, wilson, worst_of)
 
 
@@ -58,7 +58,7 @@ def test_all_ok():
 def test_lost_summary_matches_the_write_up_shape():
     cell = make_cell(threads=10, msgs=100)
     reports = make_reports(["lost"] * 7 + ["ok"] * 3, cell, lost_threads=(7,), lost_first=16)
-    v = classify(cell, reports)
+    v = judge_runs(cell, reports)
     assert v.worst == "lost" and v.failures == 7 and v.counts["ok"] == 3
     assert v.summary_line() == ("pyzmq-25.1.2 pubsub/tcp default: lost 7/10 runs (70%, 95% CI 40–89%); "
                                 "first gap: thread 7 got #17 expecting #1")
@@ -74,7 +74,7 @@ def test_misordered():
 
 def test_deadlock_names_threads_and_states():
     cell = make_cell(pattern="pair", transport="inproc", threads=3)
-    v = classify(cell, make_reports(["deadlock"] * 2, cell, stuck_threads=(0, 2), stuck_state="send"))
+    v = judge_runs(cell, make_reports(["deadlock"] * 2, cell, stuck_threads=(0, 2), stuck_state="send"))
     assert v.worst == "deadlock"
     line = v.summary_line()
     assert "deadlock 2/2 runs" in line
@@ -113,11 +113,11 @@ def test_skipped_verdict():
 
 def test_versions_come_from_the_reports_and_disagreement_is_an_error():
     cell = make_cell()
-    v = classify(cell, make_reports(["ok"] * 2, cell))
+    v = judge_runs(cell, make_reports(["ok"] * 2, cell))
     assert v.versions == {"pyzmq": "25.1.2", "libzmq": "4.3.4", "draft": False, "python": "3.11.2"}
     other = make_report("ok", cell, versions={"pyzmq": "26.4.0", "libzmq": "4.3.5", "draft": False,
                                               "python": "3.11.2"})
-    bad = classify(cell, make_reports(["ok"], cell) + [other])
+    bad = judge_runs(cell, make_reports(["ok"], cell) + [other])
     assert bad.worst == "error" and bad.failed
     assert "runs disagree on versions" in bad.summary_line()
     assert "pyzmq 26.4.0" in bad.summary_line()
@@ -127,21 +127,21 @@ def test_lab_made_reports_without_versions_do_not_count_as_disagreement():
     cell = make_cell()
     unknown = make_report("error", cell, classified_by="lab",
                           versions={"pyzmq": "", "libzmq": "", "draft": False, "python": ""})
-    v = classify(cell, [make_report("ok", cell), unknown])
+    v = judge_runs(cell, [make_report("ok", cell), unknown])
     assert v.problems == () and v.worst == "error"
     assert v.versions["pyzmq"] == "25.1.2"
 
 
 def test_report_params_must_match_the_cell():
     cell = make_cell(pattern="pubsub")
-    v = classify(cell, [make_report("ok", cell, pattern="pair")])
+    v = judge_runs(cell, [make_report("ok", cell, pattern="pair")])
     assert v.worst == "error"
     assert "run 1 ran pattern='pair', the cell has 'pubsub'" in v.summary_line()
 
 
 def test_no_reports_is_an_error():
     with pytest.raises(LabError, match="no runs to judge"):
-        classify(make_cell(), [])
+        judge_runs(make_cell(), [])
 
 
 @pytest.mark.parametrize("outcomes", [["ok"] * 3, ["lost", "ok"], ["deadlock"], ["unsupported"],
@@ -174,7 +174,7 @@ def test_deadlock_without_a_stuck_sender_falls_back_to_the_harness_reason():
     cell = make_cell(pattern="pubsub", threads=2)
     report = make_report("deadlock", cell, stuck_threads=(), reason="shutdown sender in send of #1")
     report["threads"][1]["state"] = "running"          # busy looping, not inside zmq: not "stuck"
-    v = classify(cell, [report])
+    v = judge_runs(cell, [report])
     assert v.runs[0].stuck_threads == []
     assert "; shutdown sender in send of #1 after 5s without progress" in v.summary_line()
 

@@ -1,7 +1,7 @@
 """The narrow interface between the lab's pure core and the world that runs scenarios.
 
 A backend makes a target runnable and runs `python -m scenarios ARGV` for it under a hard
-timeout. Everything else (what to run, how to classify it) is the runner's business, so a
+timeout. Everything else (what to run, how to judge its runs) is the runner's business, so a
 new backend (another container engine, two containers for sender and receiver roles) only
 implements these few methods.
 """
