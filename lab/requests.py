@@ -255,6 +255,15 @@ class ReproduceRequest:
         return cls(chosen, settings, backend, check_output_dir(out, "--out"), md)
 
 
+def resolve_side(arg: str) -> str:
+    """compare's BASE or NEW: 'dir' for an existing path, 'target' for a pinned target name."""
+    if Path(arg).exists():
+        return "dir"
+    if arg in {t.name for t in load_targets()}:
+        return "target"
+    raise LabError(f"{arg} is neither a results directory nor a pinned target")
+
+
 @dataclass(frozen=True)
 class PairRequest:
     """`compare` of two targets and `upgrade-check`: the same cells on BASE and NEW targets
@@ -281,6 +290,16 @@ class PairRequest:
         axes = Axes.from_cli(patterns, transports, "primary", poll, "none")
         return cls(base, new, axes, threads, msgs, RunSettings.from_cli(repeat, stall, 0.0), backend,
                    check_output_dir(out, "--out") if run else None, md, max_repeat, run)
+
+    @classmethod
+    def for_compare(cls, base: str, new: str, threads: int, msgs: int, repeat: int, stall: float,
+                    backend: str, out: str, markdown: str | None) -> "PairRequest":
+        """`compare BASE NEW`: two results directories (nothing to run) or two targets to run first."""
+        kinds = (resolve_side(base), resolve_side(new))
+        if kinds[0] != kinds[1]:
+            raise LabError("give two results directories or two target names, not one of each")
+        return cls.from_cli(base, new, threads, msgs, repeat, stall, backend, out, markdown,
+                            run=kinds == ("target", "target"))
 
     @property
     def params(self) -> dict:

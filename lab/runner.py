@@ -206,75 +206,93 @@ class Progress:
 MATRIX_REWRITE_S = 10.0
 
 
-def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell], settings: RunSettings,
-               run_dir: Path, params: dict, progress: Progress | None = None,
-               done: Sequence[Verdict] = ()) -> matrix_mod.Matrix:
-    """Run every cell not already `done` (a resumed run), saving each verdict as soon as it is
-    judged, and matrix.json (marked `complete: false` until the last cell) from the start on
-    and again as cells finish, so no interruption leaves a run without one."""
-    if not cells:
-        raise LabError("no cells to run")
-    finished = {v.cell.key for v in done}
-    todo = [c for c in cells if c.key not in finished]
-    progress = progress or Progress(len(todo) * settings.repeat)
-    by_name = {t.name: t for t in targets}
-    verdicts = list(done)
-    # What `matrix --resume` needs to finish this run exactly as it was asked for.
-    params = dict(params, plan=[c.to_dict() for c in cells], timeout=settings.timeout, extra=list(settings.extra))
-    created = results.now_iso()
-    last_write = 0.0
+class RunFiles:
+    """A run directory as the sweep fills it: cells/*.json at once, matrix.json from the start
+    (complete: false until the last cell, with the plan `matrix --resume` needs) and again
+    as cells finish, matrix.md at the end. A write the disk refuses ends the run in one line."""
 
-    def save(final: bool = False):
-        nonlocal last_write
-        complete = len(verdicts) == len(cells)
-        built = matrix_mod.build(run_dir.name, backend.name, verdicts, params=dict(params, complete=complete),
-                                 targets=targets, created=results.now_iso() if final else created)
-        results.save_matrix(run_dir, built)
+    def __init__(self, run_dir: Path, backend_name: str, targets, cells, settings: RunSettings, params: dict,
+                 done: Sequence[Verdict]):
+        self.run_dir, self.backend_name, self.targets, self.cells = run_dir, backend_name, targets, cells
+        self.verdicts = list(done)
+        self.params = dict(params, plan=[c.to_dict() for c in cells], timeout=settings.timeout,
+                           extra=list(settings.extra))
+        self.created = results.now_iso()
+        self.last_write = 0.0
+
+    def begin(self) -> None:
+        self._keep(self.save)
+
+    def add(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        self._keep(lambda: results.save_verdict(self.run_dir, verdict), verdict)
+        if time.monotonic() - self.last_write >= MATRIX_REWRITE_S:
+            self._keep(self.save)
+
+    def save(self, final: bool = False) -> matrix_mod.Matrix:
+        built = matrix_mod.build(self.run_dir.name, self.backend_name, self.verdicts,
+                                 params=dict(self.params, complete=len(self.verdicts) == len(self.cells)),
+                                 targets=self.targets, created=results.now_iso() if final else self.created)
+        results.save_matrix(self.run_dir, built)
         if final:
-            results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
-        last_write = time.monotonic()
+            results.write_text_atomic(self.run_dir / "matrix.md", render.markdown(built))
+        self.last_write = time.monotonic()
         return built
 
-    def keep(write, verdict=None):
-        """A write the disk refused (full, read-only) ends the run with a one-line error; the
-        verdict that could not be saved is printed whole on stderr first, so it is not lost."""
+    def _keep(self, write, verdict: Verdict | None = None) -> None:
+        """The verdict that could not be saved is printed whole on stderr first: not lost."""
         try:
             write()
         except OSError as exc:
             if verdict is not None:
                 sys.stderr.write(json.dumps(verdict.to_dict()) + "\n")
-            raise LabError("cannot write to %s: %s%s" % (run_dir, exc.strerror or exc, "; the verdict of %s "
+            raise LabError("cannot write to %s: %s%s" % (self.run_dir, exc.strerror or exc, "; the verdict of %s "
                            "is printed above" % verdict.cell.key if verdict is not None else "")) from None
 
-    keep(save)
+
+def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell], settings: RunSettings,
+               run_dir: Path, params: dict, progress: Progress | None = None,
+               done: Sequence[Verdict] = ()) -> matrix_mod.Matrix:
+    """Run every cell not already `done` (a resumed run), target by target, into `run_dir`
+    (RunFiles: no interruption leaves a run without its matrix.json)."""
+    if not cells:
+        raise LabError("no cells to run")
+    finished = {v.cell.key for v in done}
+    todo = [c for c in cells if c.key not in finished]
+    progress = progress or Progress(len(todo) * settings.repeat)
+    files = RunFiles(run_dir, backend.name, targets, cells, settings, params, done)
+    files.begin()
     try:
         for target in targets:
             mine = [c for c in todo if c.target == target.name]
-            if not mine:
-                continue
-            reason = backend.prepare(target)
-            if reason:
-                progress.note("skipping %s: %s" % (target.name, reason))
-                progress.done += len(mine) * settings.repeat
-            for cell in mine:
-                if reason:
-                    verdict = skipped(cell, reason)
-                else:
-                    label = "%s %s" % (target.name, "/".join(cell.column))
-                    verdict = run_cell(backend, by_name[cell.target], cell, settings,
-                                       on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
-                    progress.done += settings.repeat - len(verdict.runs)   # unsupported stops early
-                    progress.cell_finished(verdict)
-                verdicts.append(verdict)
-                keep(lambda: results.save_verdict(run_dir, verdict), verdict)
-                if time.monotonic() - last_write >= MATRIX_REWRITE_S:
-                    keep(save)
-            backend.release(target)
+            if mine:
+                for verdict in _target_cells(backend, target, mine, settings, progress):
+                    files.add(verdict)
+                backend.release(target)
     finally:
         progress.close()
         backend.close()
         try:
-            built = save(final=True)
+            built = files.save(final=True)
         except OSError as exc:             # the cells/*.json saved so far stand; resume finishes it
             raise LabError("cannot write matrix.json to %s: %s" % (run_dir, exc.strerror or exc)) from None
     return built
+
+
+def _target_cells(backend: Backend, target: Target, cells: Sequence[Cell], settings: RunSettings,
+                  progress: Progress):
+    """One target's verdicts, cell by cell (skipped ones when the backend cannot run it)."""
+    reason = backend.prepare(target)
+    if reason:
+        progress.note("skipping %s: %s" % (target.name, reason))
+        progress.done += len(cells) * settings.repeat
+        for cell in cells:
+            yield skipped(cell, reason)
+        return
+    for cell in cells:
+        label = "%s %s" % (target.name, "/".join(cell.column))
+        verdict = run_cell(backend, target, cell, settings,
+                           on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
+        progress.done += settings.repeat - len(verdict.runs)   # unsupported stops early
+        progress.cell_finished(verdict)
+        yield verdict

@@ -181,15 +181,6 @@ def _undecided(sides: list[dict], step: int, max_repeat: int) -> list:
             and max(sides[0][col].n, sides[1][col].n) + step <= max_repeat]
 
 
-def resolve_side(arg: str) -> str:
-    """'dir' for an existing path, 'target' for a pinned target name; else a one-line error."""
-    if Path(arg).exists():
-        return "dir"
-    if arg in {t.name for t in load_targets()}:
-        return "target"
-    raise LabError(f"{arg} is neither a results directory nor a pinned target")
-
-
 # ---- reports ------------------------------------------------------------------------------
 
 def write_reports(results_path: str | Path, html: bool, junit: bool,
