@@ -20,6 +20,7 @@ dropped, no-new-privileges, a read-only root with a tmpfs /tmp, pids and memory 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -38,10 +39,31 @@ LABEL_HOST = "org.zmqlab.host"
 
 # Image names: zmqlab-target:<target> (one per pin), built on zmqlab-base:<suite> and, for the
 # compiled kinds, zmqlab-builder:<suite> (lab/base_image.py).
-TARGET_REPO = "zmqlab-target"
-BASE_REPO = "zmqlab-base"
-BUILDER_REPO = "zmqlab-builder"
+# $ZMQLAB_IMAGE_NAMESPACE=<ns> prefixes all three (<ns>-zmqlab-target:...): tests and trials
+# build in their own namespace, never touching (or reusing) the real images.
+NAMESPACE_ENV = "ZMQLAB_IMAGE_NAMESPACE"
+LABEL_NAMESPACE = "org.zmqlab.namespace"
+
+
+_NS = os.environ.get(NAMESPACE_ENV, "")
+
+
+def image_namespace() -> str:
+    """The namespace this process builds in ('' for the real images); checked before a build."""
+    if _NS and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", _NS):
+        raise LabError(f"{NAMESPACE_ENV}={_NS!r} is not allowed (lowercase letters, digits, '-'; at most 40)")
+    return _NS
+
+
+TARGET_REPO = f"{_NS}-zmqlab-target" if _NS else "zmqlab-target"
+BASE_REPO = f"{_NS}-zmqlab-base" if _NS else "zmqlab-base"
+BUILDER_REPO = f"{_NS}-zmqlab-builder" if _NS else "zmqlab-builder"
 LAB_REPOS = (TARGET_REPO, BUILDER_REPO, BASE_REPO)
+
+# What a target image was built on (lab/images.py puts these on it; the Docker backend copies
+# them into every run report's "image" provenance): the base's ref, digest (the registry's
+# manifest digest when pulled, else the image id), where it came from and how it was made.
+BASE_LABELS = ("ref", "digest", "source", "tool")
 
 # The sandbox (sandbox()); the image contract: /opt/venv/bin/python imports zmq.
 USER = "65534:65534"
@@ -173,6 +195,24 @@ def run_labels(run_id: str) -> dict[str, str]:
 def image_name(target: Any, repo: str = TARGET_REPO) -> str:
     """`repo:<target name>`; `target` is a Target or its name."""
     return f"{repo}:{getattr(target, 'name', target)}"
+
+
+def base_labels(flavour: str, ref: str, digest: str, source: str, tool: str) -> dict[str, str]:
+    """org.zmqlab.<flavour>.{ref,digest,source,tool} for a target image ('base' or 'builder')."""
+    values = dict(ref=ref, digest=digest, source=source, tool=tool)
+    return {f"{LABEL}.{flavour}.{k}": values[k] for k in BASE_LABELS if values[k]}
+
+
+def image_provenance(image: Any) -> dict[str, Any]:
+    """What a run report records about the image it ran in: its name, id and, when the image
+    says (built by a lab that labels its bases), the base and builder it was built on."""
+    labels = getattr(image, "labels", None) or {}
+    prov: dict[str, Any] = {"ref": (getattr(image, "tags", None) or [""])[0], "id": getattr(image, "id", "")}
+    for flavour in ("base", "builder"):
+        part = {k: labels[f"{LABEL}.{flavour}.{k}"] for k in BASE_LABELS if f"{LABEL}.{flavour}.{k}" in labels}
+        if part.get("ref"):
+            prov[flavour] = part
+    return prov
 
 
 # ---------------------------------------------------------------- the sandbox

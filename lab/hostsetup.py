@@ -1,6 +1,7 @@
 """Host packages the lab installs for itself (as root, from Debian's packages), so a fresh
-machine needs nothing by hand: debootstrap for offline base images, chromium for the
-HTML-report test. Not root: a one-line error that says what to install."""
+machine needs nothing by hand: mmdebstrap (or debootstrap) for offline base images, chromium for
+the HTML-report test, uidmap for the rootless base test, docker-registry for the registry test.
+Not root: a one-line error that says what to install."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,10 @@ from typing import Callable
 from lab.errors import LabError
 
 # The command each package provides, to tell whether it is there already.
-PROVIDES = {"debootstrap": "debootstrap", "chromium": "chromium"}
+PROVIDES = {"debootstrap": "debootstrap", "chromium": "chromium", "mmdebstrap": "mmdebstrap",
+            "uidmap": "newuidmap", "docker-registry": "docker-registry"}
+# What `./zmqlab test` needs on the host (the test use case installs them as root).
+TEST_PACKAGES = ["debootstrap", "mmdebstrap", "uidmap", "docker-registry", "chromium", "shellcheck"]
 
 
 def missing(packages: list[str]) -> list[str]:

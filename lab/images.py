@@ -32,10 +32,10 @@ from typing import Callable, Iterable
 import docker
 import docker.errors
 
-from lab import engine
+from lab import base_image, engine
 from lab.artifacts import cache_root, fetch_all, link_into
-from lab.base_image import base_ref, ensure_base, ensure_registry_base, get_image
-from lab.engine import LABEL, TARGET_REPO, image_name, transient_retry
+from lab.base_image import get_image
+from lab.engine import LABEL, LABEL_NAMESPACE, TARGET_REPO, image_name, transient_retry
 from lab.errors import LabError
 from lab.targets import Target
 
@@ -83,33 +83,28 @@ def image_ready(client: docker.DockerClient, target: Target) -> bool:
     return image is not None and image.labels.get(HASH_LABEL) == recipe_hash(target)
 
 
-def _reuse_existing(client: docker.DockerClient, target: Target, wanted: str) -> bool:
+SOURCE_LABEL = f"{LABEL}.base.source"
+
+
+def _fits(image, wanted: str, source: str) -> bool:
+    """Built from this recipe, in this namespace, on a base of the source asked for (auto: any;
+    images from before base labels were bootstrapped or pinned)."""
+    labels = image.labels or {}
+    return (labels.get(HASH_LABEL) == wanted and labels.get(LABEL_NAMESPACE, "") == engine.image_namespace()
+            and (source == "auto" or labels.get(SOURCE_LABEL, "bootstrap") in (source, "pinned")))
+
+
+def _reuse_existing(client: docker.DockerClient, target: Target, wanted: str, source: str = "auto") -> bool:
     """Is an image with this recipe hash already there? Re-tag it if only the tag was lost."""
     image = get_image(client, image_name(target))
-    if image is not None and image.labels.get(HASH_LABEL) == wanted:
+    if image is not None and _fits(image, wanted, source):
         return True
     matches = transient_retry(client.images.list)(filters={"label": f"{HASH_LABEL}={wanted}"})
+    matches = [m for m in matches if _fits(m, wanted, source)]
     if matches:
         matches[0].tag(TARGET_REPO, target.name)
         return True
     return False
-
-
-def _bases(client: docker.DockerClient, target: Target, rebuild: bool, done: set[str],
-           progress: Progress) -> tuple[str, str]:
-    """(base ref, builder ref) for the target; a --base rebuild happens once per suite."""
-    if target.base:  # a user with a registry: the public image serves both stages
-        ensure_registry_base(client, target.base, progress)
-        return target.base, target.base
-    compiled = target.kind in COMPILED_KINDS
-    for flavour in ["base"] + (["builder"] if compiled else []):
-        key = f"{flavour}:{target.suite}"
-        ensure_base(client, target.suite, rebuild=rebuild and key not in done,
-                    progress=progress, flavour=flavour)
-        done.add(key)
-    base = base_ref(target.suite, "base")
-    builder = base_ref(target.suite, "builder") if compiled else base
-    return base, builder
 
 
 def _context(target: Target, artifacts: list[Path], where: Path) -> Path:
@@ -203,23 +198,29 @@ def _drop_replaced(client: docker.DockerClient, previous) -> None:
 
 
 def build_one(client: docker.DockerClient, target: Target, force: bool, bases_done: set[str],
-              rebuild_base: bool, progress: Progress, nocache: bool = False) -> BuildResult:
+              rebuild_base: bool, progress: Progress, nocache: bool = False,
+              source: str = "auto") -> BuildResult:
     start = time.monotonic()
     took = lambda: round(time.monotonic() - start, 1)  # noqa: E731
     if target.broken:
         return BuildResult(target.name, "broken", 0.0, target.broken)
     try:
         wanted = recipe_hash(target)
-        if not force and _reuse_existing(client, target, wanted):
+        if not force and _reuse_existing(client, target, wanted, source):
             progress(f"{target.name}: up to date ({image_name(target)})")
             return BuildResult(target.name, "skipped", took(), "image up to date")
         progress(f"{target.name}: building {image_name(target)} ({target.kind}, {target.suite})")
         previous = get_image(client, image_name(target))
         artifacts = fetch_all(target, progress)
-        base, builder = _bases(client, target, rebuild_base, bases_done, progress)
-        buildargs = {"BASE": base, "BUILDER": builder, "DRAFT": "1" if target.draft else "",
+        bases = base_image.resolve(client, target, source, target.kind in COMPILED_KINDS,
+                                   rebuild=rebuild_base, done=bases_done, progress=progress)
+        progress(f"  [{target.name}] on {bases.base} ({bases.source}"
+                 f"{', builder ' + bases.builder if bases.builder != bases.base else ''})")
+        buildargs = {"BASE": bases.base, "BUILDER": bases.builder, "DRAFT": "1" if target.draft else "",
                      "PYZMQ": target.pyzmq, "LIBZMQ": target.libzmq}
-        labels = {LABEL: "1", HASH_LABEL: wanted, f"{LABEL}.target": target.name}
+        labels = {LABEL: "1", HASH_LABEL: wanted, f"{LABEL}.target": target.name, **bases.labels}
+        if engine.image_namespace():
+            labels[LABEL_NAMESPACE] = engine.image_namespace()
         cache = cache_root()
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix="context-") as tmp:
@@ -234,7 +235,7 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
             client.images.remove(image_name(target), force=True)
             raise LabError(f"image reports {line!r}, pin says {expected_verify_line(target)!r}; image removed")
         _drop_replaced(client, previous)
-        progress(f"{target.name}: built in {took()} s, verified: {line}")
+        progress(f"{target.name}: built in {took()} s on {bases.base}, verified: {line}")
         return BuildResult(target.name, "built", took(), line)
     except LabError as exc:
         progress(f"{target.name}: FAILED: {exc}")
@@ -245,9 +246,14 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
 
 
 def build_images(client: docker.DockerClient, targets: Iterable[Target], rebuild_base: bool = False,
-                 progress: Progress = print, nocache: bool = False) -> list[BuildResult]:
-    """Build (or skip) every target's image; --base re-debootstraps bases and rebuilds on them.
-    nocache: no engine layer cache either (every step runs again: a true build from nothing)."""
+                 progress: Progress = print, nocache: bool = False,
+                 base_source: str | None = None) -> list[BuildResult]:
+    """Build (or skip) every target's image; --base re-makes (re-pulls) bases and rebuilds on them.
+    nocache: no engine layer cache either (every step runs again: a true build from nothing).
+    base_source: auto/registry/bootstrap (None: $ZMQLAB_BASE_SOURCE, else auto; lab/base_image.py)."""
+    source = base_image.base_source(base_source)
+    engine.image_namespace()            # a malformed $ZMQLAB_IMAGE_NAMESPACE stops here
     bases_done: set[str] = set()
     return [build_one(client, t, force=rebuild_base, bases_done=bases_done,
-                      rebuild_base=rebuild_base, progress=progress, nocache=nocache) for t in targets]
+                      rebuild_base=rebuild_base, progress=progress, nocache=nocache, source=source)
+            for t in targets]

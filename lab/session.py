@@ -18,10 +18,12 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def ensure_images(client, targets, rebuild_base: bool = False):
-    """Build what the targets need; up-to-date images are reported as skipped (a cheap check)."""
+def ensure_images(client, targets, rebuild_base: bool = False, base_source: str | None = None):
+    """Build what the targets need; up-to-date images are reported as skipped (a cheap check).
+    base_source: auto/registry/bootstrap; None takes $ZMQLAB_BASE_SOURCE, else auto."""
     from lab import images
-    return images.build_images(client, targets, rebuild_base=rebuild_base, progress=say)
+    return images.build_images(client, targets, rebuild_base=rebuild_base, progress=say,
+                               base_source=base_source)
 
 
 def choose_backend(name: str, run_id: str, targets: tuple[Target, ...] = ()):

@@ -31,6 +31,8 @@ paused during a run that ended normally comes back as `paused_s` (and when: `pau
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import sys
@@ -111,6 +113,26 @@ def _stderr_line(text: str) -> None:
         pass
 
 
+def with_provenance(result: ProcessResult, provenance: dict | None) -> ProcessResult:
+    """The run's report (its last JSON line) with "image": what it ran in and on which base
+    (lab.engine.image_provenance). Anything that is not a report is left as it came."""
+    if not provenance or not result.stdout:
+        return result
+    lines = result.stdout.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            try:
+                report = json.loads(lines[i])
+            except ValueError:
+                return result
+            if not isinstance(report, dict):
+                return result
+            report["image"] = provenance
+            lines[i] = json.dumps(report)
+            return dataclasses.replace(result, stdout="\n".join(lines) + "\n")
+    return result
+
+
 class DockerBackend:
     name = "docker"
 
@@ -141,6 +163,7 @@ class DockerBackend:
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}          # target name -> long-lived container
         self._ready: dict[str, str | None] = {}        # target name -> prepare() verdict
+        self._provenance: dict[str, dict] = {}         # target name -> its image and base (labels)
         self._events: dict[str, list[tuple[int, str, dict]]] = {}   # container id -> events
         self._ours: dict[str, int] = {}                # container id -> when the lab removed it
         self._events_lock = threading.Lock()
@@ -171,7 +194,7 @@ class DockerBackend:
             return self._ready[target.name]
         image = image_name(target, self.image_repo)
         try:
-            self.client.images.get(image)
+            self._provenance[target.name] = engine.image_provenance(self.client.images.get(image))
         except docker.errors.ImageNotFound:
             return f"image {image} is not built; run `invoke images --targets {target.name}`"
         except ENGINE_ERRORS as exc:
@@ -191,7 +214,8 @@ class DockerBackend:
         return verdict
 
     def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
-        return self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
+        result = self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
+        return with_provenance(result, self._provenance.get(target.name))
 
     def run_command(self, target: Target, cmd: Sequence[str], timeout: float) -> ProcessResult:
         """Run any command of the image in the target's sandbox, as run() runs a cell."""
