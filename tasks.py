@@ -137,11 +137,14 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, sleep=1.0, backend="auto",
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",
-            "base": "re-make the debootstrapped base images and rebuild on them"})
+            "base": "re-make (bootstrap or pull again) the base images and rebuild on them",
+            "base-source": "where bases come from: auto (default: a base already there, else a registry "
+                           "image the engine can pull, else bootstrap as root, else without root), "
+                           "registry, or bootstrap; also $ZMQLAB_BASE_SOURCE"})
 @lab_task
-def images(c, targets="all", base=False):
+def images(c, targets="all", base=False, base_source=""):
     """Build the pinned Docker images offline (skips those already up to date)."""
-    return app.images(targets, base)
+    return app.images(targets, base, base_source)
 
 
 @task

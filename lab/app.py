@@ -226,10 +226,11 @@ def sweep_merge(dirs: str, out: str) -> Outcome:
 
 # ---- images, targets, tests, benchmarks ---------------------------------------------------------
 
-def images(targets: str, rebuild_base: bool) -> Outcome:
-    from lab import engine
+def images(targets: str, rebuild_base: bool, base_source: str = "") -> Outcome:
+    from lab import base_image, engine
     chosen = select(load_targets(), targets)
-    report_rows = ensure_images(engine.connect(), chosen, rebuild_base=rebuild_base)
+    source = base_image.base_source(base_source or None)      # a bad value: exit 2 before anything
+    report_rows = ensure_images(engine.connect(), chosen, rebuild_base=rebuild_base, base_source=source)
     lines = ["%-24s %-8s %6.1fs  %s" % (r.target, r.status, r.seconds, r.detail) for r in report_rows]
     return Outcome("\n".join(lines), 1 if any(r.status == "failed" for r in report_rows) else 0)
 
@@ -243,8 +244,9 @@ def targets() -> Outcome:
 def test(docker: bool, slow: bool, k: str) -> Outcome:
     """Install what the tests need (host packages, as root), then run pytest; its status is ours."""
     from lab import hostsetup
-    if os.geteuid() == 0:
-        hostsetup.apt_install(["debootstrap", "chromium", "shellcheck"], progress=lambda s: say("zmqlab: " + s))
+    # As root they are installed; otherwise any that is missing is one line and exit 2, before
+    # a single test runs (never half a suite).
+    hostsetup.apt_install(hostsetup.TEST_PACKAGES, progress=lambda s: say("zmqlab: " + s))
     args = [sys.executable, "-m", "pytest", "-ra"]
     marks = [m for m, on in (("docker", docker), ("slow", slow)) if not on]
     if marks:
