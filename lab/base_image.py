@@ -371,6 +371,7 @@ def resolve(client: docker.DockerClient, target, source: str, compiled: bool, re
             else:
                 no_registry = ("no registry image for kind " + target.kind if wanted is None else
                                "; ".join(f"{r}: {why}" for r, why in refused.items() if why))
+                progress(f"  no registry base ({no_registry}): bootstrapping")
                 try:
                     refs = _bootstrapped(client, target.suite, flavours, rebuild, done, progress)
                     used = "bootstrap"
