@@ -188,9 +188,7 @@ MARKDOWN = {"markdown": "also write the comparison as Markdown to this file"}
 def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", out="results",
             markdown=None):
     """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
-    pair = app.PairRequest.from_cli(base, new, threads, msgs, repeat, stall, backend, out, markdown,
-                                    run=app.side_kinds(base, new) == ("target", "target"))
-    return app.compare(base, new, pair if pair.run else None, markdown)
+    return app.compare(app.PairRequest.for_compare(base, new, threads, msgs, repeat, stall, backend, out, markdown))
 
 
 @task(name="upgrade-check",

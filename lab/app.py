@@ -166,11 +166,10 @@ def _run_claims(request: ReproduceRequest):
 
 # ---- comparing and gating -----------------------------------------------------------------------
 
-def compare(base: str, new: str, pair: PairRequest | None, markdown: str | None) -> Outcome:
-    """Two results directories as they are, or (`pair`) two targets run first on the same cells."""
-    if pair is not None:
-        base, new = sweep.run_pair(pair)
-    return _comparison(cmp.compare(sweep.load(base), sweep.load(new)), markdown)
+def compare(request: PairRequest) -> Outcome:
+    """Two results directories as they are, or two targets run first on the same cells."""
+    base, new = sweep.run_pair(request) if request.run else (request.base, request.new)
+    return _comparison(cmp.compare(sweep.load(base), sweep.load(new)), request.markdown)
 
 
 def upgrade_check(request: PairRequest) -> Outcome:
@@ -189,14 +188,6 @@ def _comparison(comparison: cmp.Comparison, markdown: str | os.PathLike | None) 
         results.write_text_atomic(markdown, cmp.markdown(comparison))
         say("comparison written to %s" % markdown)
     return Outcome(cmp.table(comparison).rstrip("\n"), comparison.exit_code)
-
-
-def side_kinds(base: str, new: str) -> tuple[str, str]:
-    """('dir'|'target', 'dir'|'target') for compare's BASE and NEW; mixing them is an error."""
-    kinds = (sweep.resolve_side(base), sweep.resolve_side(new))
-    if kinds[0] != kinds[1]:
-        raise LabError("give two results directories or two target names, not one of each")
-    return kinds
 
 
 def baseline(results_dir: str, path: str, allow_partial: bool) -> Outcome:
