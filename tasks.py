@@ -125,15 +125,18 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
             "sleep": "seconds before the shutdown message (default 1, the originals' -sleep)",
             "out": "results root; the run writes OUT/<run-id>/ with every verdict and reproduce.md",
             "markdown": "also write the report here (e.g. docs/results/DATE-reproduce.md)",
-            "judged": "run nothing: judge the verdicts of this earlier reproduce run directory again"})
+            "judged": "run nothing: judge the verdicts of this earlier reproduce run directory again",
+            "configs": "'all' or a comma list of configurations: pubsub-10x1000, pubsub-10x1000-poll, "
+                       "pubsub-100x1000-poll, pair-1x1000, pair-1x1000-poll, pushpull-100x1000, "
+                       "pushpull-100x1000-poll, clientserver-100x1000, clientserver-100x1000-poll"})
 @lab_task
 def reproduce(c, targets="all", repeat=10, stall=2.0, sleep=1.0, backend="auto", out="results", markdown=None,
-              judged=None):
+              judged=None, configs="all"):
     """Re-run every configuration the write-up publishes (PUB/SUB, PAIRs, PUSH/PULL, CLIENT/SERVER,
     as the original programs run them) on each target; print the write-up's claim, the lab's
     verdict and whether they agree. Exit 1 when any disagree."""
     return app.reproduce(app.ReproduceRequest.from_cli(targets, repeat, stall, backend, out, markdown, judged,
-                                                       sleep))
+                                                       sleep, configs))
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",

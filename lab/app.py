@@ -135,7 +135,7 @@ def reproduce(request: ReproduceRequest) -> Outcome:
 
 def _run_claims(request: ReproduceRequest):
     settings = request.settings
-    todo = [(t, c) for t in request.targets for c in rep.CLAIMS if rep.applies(c, t.draft)]
+    todo = [(t, c) for t in request.targets for c in request.claims if rep.applies(c, t.draft)]
     for target, claim in todo[:1] + todo[-1:]:
         settings.check(claim.cell(target.name))           # bad flags fail before anything starts
     run_dir, backend = open_run(request.out, request.backend, request.targets)

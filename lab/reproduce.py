@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lab.cells import Cell
+from lab.errors import LabError
 from lab.verdicts import Verdict, pct
 
 TRANSPORT = "inproc"          # the originals' CONTROL_ENDPOINT is inproc://control
@@ -31,6 +32,11 @@ class Claim:
     initial: bool = False      # the loss it reports is of the *first* messages (gap at #1)
     shutdown: str | None = None   # "lost" / "received": what it says of the shutdown message
     drafts_only: bool = False  # needs the draft API (CLIENT/SERVER)
+
+    @property
+    def slug(self) -> str:
+        """A name to select it by on the command line: 'pubsub-10x1000-poll'."""
+        return f"{self.pattern}-{self.threads}x{self.msgs}" + ("-poll" if self.poll else "")
 
     def cell(self, target: str) -> Cell:
         return Cell(target, self.pattern, TRANSPORT, "default", self.poll, "none", self.threads, self.msgs)
@@ -64,6 +70,18 @@ class Judgement:
     verdict: Verdict
     agrees: bool
     why: str                   # the evidence the agreement or disagreement rests on
+
+
+def select_claims(names: str) -> tuple[Claim, ...]:
+    """'all', or a comma list of slugs ('pubsub-10x1000-poll,pair-1x1000'); unknown ones are an error."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted or wanted == ["all"]:
+        return CLAIMS
+    known = {c.slug: c for c in CLAIMS}
+    for name in wanted:
+        if name not in known:
+            raise LabError(f"unknown configuration {name!r} (known: {', '.join(known)})")
+    return tuple(c for c in CLAIMS if c.slug in wanted)
 
 
 def applies(claim: Claim, draft: bool) -> bool:

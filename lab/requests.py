@@ -242,17 +242,19 @@ class ReproduceRequest:
     out: Path | None
     markdown: Path | None
     judged: Path | None = None
+    claims: tuple = ()          # lab.reproduce.Claim: which of the write-up's configurations
 
     @classmethod
     def from_cli(cls, targets: str, repeat: int, stall: float, backend: str, out: str,
-                 markdown: str | None, judged: str | None, sleep: float) -> "ReproduceRequest":
+                 markdown: str | None, judged: str | None, sleep: float, configs: str = "all") -> "ReproduceRequest":
+        from lab.reproduce import select_claims
         check_backend(backend)
         md = check_output_file(markdown, "--markdown") if markdown is not None else None
         if judged is not None:
             return cls((), RunSettings(repeat=1), backend, None, md, Path(judged))
         chosen = select(load_targets(), targets)
         settings = RunSettings.from_cli(repeat, stall, sleep)
-        return cls(chosen, settings, backend, check_output_dir(out, "--out"), md)
+        return cls(chosen, settings, backend, check_output_dir(out, "--out"), md, claims=select_claims(configs))
 
 
 def resolve_side(arg: str) -> str:

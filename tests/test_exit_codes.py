@@ -90,6 +90,8 @@ TABLE: list[tuple[list[str], str, dict[str, str]]] = [
     (["reproduce", "--targets", "nosuch", *LOCAL], "unknown target 'nosuch'", {}),
     (["reproduce", "--markdown", "{dir}", *LOCAL], "is a directory", {}),
     (["reproduce", "--out", "/proc/zmqlab-nope", *LOCAL], "cannot create results directory", {}),
+    (["reproduce", "--configs", "pubsub-10x100", *LOCAL], "unknown configuration 'pubsub-10x100'", {}),
+    (["matrix", "--resume", "/nonexistent-zmqlab", *LOCAL], "has no matrix.json", {}),
     # --- images, targets, test, bench ---
     (["images", "--targets", "nosuch"], "unknown target 'nosuch'", {}),
     (["images", "--base", "maybe"], "images: unexpected argument 'maybe'", {}),

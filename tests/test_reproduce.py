@@ -3,6 +3,7 @@ kind the write-up reports; a 'works' claim is contradicted by any failing run.""
 import pytest
 
 from lab import reproduce as rep
+from lab.errors import LabError
 from lab.verdicts import judge_runs
 from tests.factories import make_report
 
@@ -100,3 +101,12 @@ def test_a_configuration_lost_to_the_infrastructure_is_not_called_unsupported():
     c = claim("PUSH/PULL 100×1000")
     j = rep.judge(c, verdict(c, ["infra", "infra"]))
     assert not j.agrees and j.why == "nothing judged: every run was lost to the infrastructure"
+
+
+def test_configurations_are_selected_by_slug():
+    assert [c.slug for c in rep.CLAIMS][:3] == ["pubsub-10x1000", "pubsub-10x1000-poll", "pubsub-100x1000-poll"]
+    assert rep.select_claims("all") == rep.CLAIMS
+    assert [c.title for c in rep.select_claims("pair-1x1000-poll, pubsub-10x1000")] == [
+        "PUB/SUB 10×1000", "PAIRs 1×1000 -poll"]
+    with pytest.raises(LabError, match="unknown configuration 'pubsub-10x100'"):
+        rep.select_claims("pubsub-10x100")
