@@ -2,7 +2,9 @@
 except with ZMQLAB_REQUIRE_DOCKER=1 (CI), where they fail: CI must run them for real."""
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 
 import pytest
 
@@ -109,3 +111,18 @@ def repo_copy(dest) -> None:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+
+
+@contextlib.contextmanager
+def docker_run(engine_client, prefix: str):
+    """A Docker backend for one test run; on the way out it must leave no container behind."""
+    from lab import engine
+    from lab.backends.docker import DockerBackend
+    run_id = "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+    backend = DockerBackend(run_id, client=engine_client)
+    try:
+        yield backend
+    finally:
+        backend.close()
+    left = engine_client.containers.list(all=True, filters={"label": "%s=%s" % (engine.LABEL_RUN, run_id)})
+    assert left == []

@@ -484,7 +484,8 @@ def _harness(outcome, cell, **kw):
 def _judge(*results, repeat=1):
     from factories import make_cell
     from lab.backends.base import ProcessResult  # noqa: F401 - the results' type
-    from lab.runner import RunSettings, run_cell
+    from lab.requests import RunSettings
+    from lab.runner import run_cell
     cell = make_cell(pattern="pushpull", transport="inproc", threads=2, msgs=10)
     target = next(t for t in load_targets() if t.name == cell.target)
     seen = []
@@ -619,7 +620,8 @@ def _cell(built_images, **kw):
 @pytest.mark.docker
 def test_docker_kill_of_a_running_cells_container_is_infra_and_the_run_is_made_again(real_backend, client,
                                                                                      built_images):
-    from lab.runner import RunSettings, run_cell
+    from lab.requests import RunSettings
+    from lab.runner import run_cell
     target, cell = _cell(built_images)
     assert real_backend.prepare(target) is None
     killer, done = _outside(client, real_backend.run_id, "kill")
@@ -638,7 +640,8 @@ def test_docker_kill_of_a_running_cells_container_is_infra_and_the_run_is_made_a
 def test_docker_pause_past_the_hard_timeout_is_infra_never_a_deadlock(real_backend, client, built_images):
     import docker.errors
 
-    from lab.runner import RunSettings, run_cell
+    from lab.requests import RunSettings
+    from lab.runner import run_cell
     target, cell = _cell(built_images)
     assert real_backend.prepare(target) is None
     settings = RunSettings(repeat=1, stall=1.0, sleep=2.0, timeout=5.0)
@@ -665,7 +668,8 @@ def test_a_short_pause_during_a_run_is_taken_out_of_its_duration_or_makes_it_inf
     """Paused 2.5 s and unpaused, with a 1 s stall window: the harness's own watchdog may see
     that as a stall. Never a deadlock: an ok run keeps its outcome without the pause; anything
     else is infra and is made again."""
-    from lab.runner import RunSettings, run_cell
+    from lab.requests import RunSettings
+    from lab.runner import run_cell
     target, cell = _cell(built_images)
     assert exec_backend_real.prepare(target) is None
     pauser, done = _outside(client, exec_backend_real.run_id, "pause", 2.5, "unpause", wait=0.3)

@@ -1,25 +1,21 @@
 """Real scenarios in real pinned images through the Docker backend and the runner: the same
 verdicts as locally, hung cells classified within stall + 1 s, and nothing left behind."""
-import uuid
 
 import pytest
 
 from lab import engine
 from lab.cells import Cell
-from lab.runner import RunSettings, run_cell
+from lab.requests import RunSettings
+from lab.runner import run_cell
+from tests.conftest import docker_run
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
 def docker_backend(engine_client, built_images):
-    from lab.backends.docker import DockerBackend
-    run_id = "test-cells-%s" % uuid.uuid4().hex[:8]
-    backend = DockerBackend(run_id, client=engine_client)
-    yield backend, built_images
-    backend.close()
-    left = engine_client.containers.list(all=True, filters={"label": "%s=%s" % (engine.LABEL_RUN, run_id)})
-    assert left == []
+    with docker_run(engine_client, "test-cells") as backend:
+        yield backend, built_images
 
 
 def test_draft_pin_runs_client_server_for_real(docker_backend):

@@ -430,19 +430,15 @@ DRAFT_434 = ("pyzmq-25.1.2-draft", "libzmq-4.3.4-draft")     # libzmq 4.3.4: PEE
 
 @pytest.fixture(scope="module")
 def docker_backend(engine_client, built_images):
-    from lab import engine
-    from lab.backends.docker import DockerBackend
-    run_id = "test-draft-%s" % uuid.uuid4().hex[:8]
-    backend = DockerBackend(run_id, client=engine_client)
-    yield backend, built_images
-    backend.close()
-    left = engine_client.containers.list(all=True, filters={"label": "%s=%s" % (engine.LABEL_RUN, run_id)})
-    assert left == []
+    from tests.conftest import docker_run
+    with docker_run(engine_client, "test-draft") as backend:
+        yield backend, built_images
 
 
 def run_in(docker_backend, target_name, pattern, transport, variant, threads=10, msgs=200, **settings):
     from lab.cells import Cell
-    from lab.runner import RunSettings, run_cell
+    from lab.requests import RunSettings
+    from lab.runner import run_cell
     backend, targets = docker_backend
     target = targets[target_name]
     assert backend.prepare(target) is None

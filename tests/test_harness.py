@@ -9,7 +9,8 @@ import pytest
 from lab import schemas
 from lab.backends.local import LocalBackend, REPO
 from lab.cells import Cell
-from lab.runner import RunSettings, run_cell
+from lab.requests import RunSettings
+from lab.runner import run_cell
 from lab.targets import load_targets, select
 
 TARGET = "pyzmq-25.1.2"
