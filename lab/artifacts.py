@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 from lab.errors import LabError
 from lab.targets import Artifact, Target, check_name
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]          # where a line of progress goes (print, lab.session.say)
 FETCH_TIMEOUT_S = 60
 
 
@@ -109,7 +109,7 @@ def pip_download_command(filename: str, dest: Path) -> list[str]:
     return cmd
 
 
-def _download_wheel(art: Artifact, dest: Path, progress: Progress) -> None:
+def _download_wheel(art: Artifact, dest: Path, progress: Say) -> None:
     from lab.backends.local import lab_id
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".pip-{lab_id()}-") as tmp:
         cmd = pip_download_command(art.file, Path(tmp))
@@ -121,7 +121,7 @@ def _download_wheel(art: Artifact, dest: Path, progress: Progress) -> None:
         shutil.move(str(got), dest)
 
 
-def fetch(art: Artifact, progress: Progress = print) -> Path:
+def fetch(art: Artifact, progress: Say = print) -> Path:
     """Return the cached, hash-checked path of `art`, downloading it when missing or corrupt.
     Nothing in the cache changes unless a download matched the pin."""
     check_name(art.file, "artifact")
@@ -160,7 +160,7 @@ def fetch(art: Artifact, progress: Progress = print) -> Path:
     return path
 
 
-def fetch_all(target: Target, progress: Progress = print) -> list[Path]:
+def fetch_all(target: Target, progress: Say = print) -> list[Path]:
     """Fetch every artifact of `target`; the first failure is a one-line LabError."""
     return [fetch(art, progress) for art in target.artifacts]
 

@@ -45,7 +45,7 @@ from lab.artifacts import cache_root
 from lab.engine import BASE_REPO, BUILDER_REPO, LABEL, transient_retry
 from lab.errors import LabError
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]          # where a line of progress goes (print, lab.session.say)
 MIRROR = os.environ.get("ZMQLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 FLAVOURS = {
@@ -131,7 +131,7 @@ def rootless_missing() -> list[str]:
     return lacks
 
 
-def bootstrap_tool(progress: Progress = print) -> tuple[str, bool]:
+def bootstrap_tool(progress: Say = print) -> tuple[str, bool]:
     """(tool, rootless) the lab bootstraps with: as root mmdebstrap (installed if missing; it
     measured faster than debootstrap) or debootstrap where mmdebstrap cannot be had; without
     root `mmdebstrap --mode=unshare`, or a one-line LabError naming what is missing."""
@@ -151,7 +151,7 @@ def bootstrap_tool(progress: Progress = print) -> tuple[str, bool]:
     return "mmdebstrap", True
 
 
-def make_tarball(suite: str, flavour: str, progress: Progress) -> tuple[Path, str]:
+def make_tarball(suite: str, flavour: str, progress: Say) -> tuple[Path, str]:
     """Bootstrap `suite` into the cache's tarball; return it and the tool that made it."""
     tool, rootless = bootstrap_tool(progress)
     out = tarball_path(suite, flavour)
@@ -202,7 +202,7 @@ def _import(client: docker.DockerClient, tarball: Path, suite: str, flavour: str
 
 
 def ensure_base(client: docker.DockerClient, suite: str, rebuild: bool = False,
-                progress: Progress = print, flavour: str = "base") -> str:
+                progress: Say = print, flavour: str = "base") -> str:
     """Image id of zmqlab-<flavour>:<suite>, importing the cached tarball or bootstrapping it."""
     if flavour not in FLAVOURS:
         raise LabError(f"unknown base flavour {flavour!r}")
@@ -221,7 +221,7 @@ def ensure_base(client: docker.DockerClient, suite: str, rebuild: bool = False,
 
 
 def ensure_builder(client: docker.DockerClient, suite: str, rebuild: bool = False,
-                   progress: Progress = print) -> str:
+                   progress: Say = print) -> str:
     return ensure_base(client, suite, rebuild, progress, flavour="builder")
 
 
@@ -237,7 +237,7 @@ def _repo_digest(image, ref: str) -> str:
     return ""
 
 
-def ensure_registry_base(client: docker.DockerClient, ref: str, progress: Progress = print,
+def ensure_registry_base(client: docker.DockerClient, ref: str, progress: Say = print,
                          pull: bool = False) -> str:
     """A base from a registry: use it when present (unless `pull`), else pull it."""
     image = None if pull else get_image(client, ref)
@@ -322,7 +322,7 @@ def _describe(client, ref: str, source: str, flavour: str) -> dict[str, str]:
 
 
 def _bootstrapped(client, suite: str, flavours: list[str], rebuild: bool, done: set[str],
-                  progress: Progress) -> dict[str, str]:
+                  progress: Say) -> dict[str, str]:
     refs = {}
     for flavour in flavours:
         key = f"{flavour}:{suite}"
@@ -337,7 +337,7 @@ def _present(client, refs: dict[str, str]) -> bool:
 
 
 def resolve(client: docker.DockerClient, target, source: str, compiled: bool, rebuild: bool = False,
-            done: set[str] | None = None, progress: Progress = print) -> Bases:
+            done: set[str] | None = None, progress: Say = print) -> Bases:
     """Make sure the target's base (and builder) exist, from `source`, and say what they are."""
     done = set() if done is None else done
     flavours = ["base"] + (["builder"] if compiled else [])

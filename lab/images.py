@@ -39,7 +39,7 @@ from lab.engine import LABEL, LABEL_NAMESPACE, TARGET_REPO, image_name, transien
 from lab.errors import LabError
 from lab.targets import Target
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]          # where a line of progress goes (print, lab.session.say)
 RECIPES = Path(__file__).resolve().parent.parent / "docker"
 HASH_LABEL = f"{LABEL}.recipe-hash"
 COMPILED_KINDS = ("bundled-sdist", "libzmq-source")   # these need the builder (compilers) stage
@@ -115,7 +115,7 @@ def _context(target: Target, artifacts: list[Path], where: Path) -> Path:
 
 
 def _run_build(client: docker.DockerClient, target: Target, ctx: Path, buildargs: dict[str, str],
-               labels: dict[str, str], log_path: Path, progress: Progress, nocache: bool = False) -> set[str]:
+               labels: dict[str, str], log_path: Path, progress: Say, nocache: bool = False) -> set[str]:
     """Stream a classic-builder build; return the step image ids it printed; raise LabError
     with the engine's error on failure."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def _drop_replaced(client: docker.DockerClient, previous) -> None:
 
 
 def build_one(client: docker.DockerClient, target: Target, force: bool, bases_done: set[str],
-              rebuild_base: bool, progress: Progress, nocache: bool = False,
+              rebuild_base: bool, progress: Say, nocache: bool = False,
               source: str = "auto") -> BuildResult:
     start = time.monotonic()
     took = lambda: round(time.monotonic() - start, 1)  # noqa: E731
@@ -246,7 +246,7 @@ def build_one(client: docker.DockerClient, target: Target, force: bool, bases_do
 
 
 def build_images(client: docker.DockerClient, targets: Iterable[Target], rebuild_base: bool = False,
-                 progress: Progress = print, nocache: bool = False,
+                 progress: Say = print, nocache: bool = False,
                  base_source: str | None = None) -> list[BuildResult]:
     """Build (or skip) every target's image; --base re-makes (re-pulls) bases and rebuilds on them.
     nocache: no engine layer cache either (every step runs again: a true build from nothing).
