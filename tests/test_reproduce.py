@@ -110,3 +110,10 @@ def test_configurations_are_selected_by_slug():
         "PUB/SUB 10×1000", "PAIRs 1×1000 -poll"]
     with pytest.raises(LabError, match="unknown configuration 'pubsub-10x100'"):
         rep.select_claims("pubsub-10x100")
+
+
+def test_an_agreeing_configuration_with_a_differing_detail_gets_its_note():
+    c = claim("PAIRs 1×1000 -poll")
+    text = rep.markdown([rep.judge(c, verdict(c, ["deadlock"]))], {}, {c.title: "sooner than the write-up's #37."})
+    assert "**1 of 1 targets agree.**" in text and "Note: sooner than the write-up's #37." in text
+    assert "Why they disagree" not in text
