@@ -18,14 +18,12 @@ import os
 import re
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from invoke import Program
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
 from invoke.parser import Argument, ParserContext
 
-from lab.errors import LabError
 
 BINARY = "./zmqlab"
 USAGE = 2

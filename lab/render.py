@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lab.matrix import Column, Matrix
+from lab.matrix import Matrix
 from lab.verdicts import FAILURES, INFRA, SEVERITY, RunSummary, Verdict, describe_gap, describe_stall
 
 LEGEND = (
