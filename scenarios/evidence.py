@@ -9,7 +9,10 @@ from __future__ import annotations
 
 # States in which a thread is inside a zmq call (or waiting on one) rather than finished.
 # "wait-mutex" is not a zmq call, but a thread queued behind a stuck one is stuck with it.
-BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "close", "wait-mutex")
+# "no-account": a receiver's view of a thread in a sender process that never sent its account
+# (frozen, crashed, its container gone): as stuck as a thread inside a send, seen from here.
+BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "close", "wait-mutex",
+               "no-account")
 
 
 class Tally:
@@ -116,6 +119,10 @@ def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsup
     if error:
         return "error", error
     if stalled:
+        if rows and all(r["state"] == "no-account" for r in rows):
+            return "deadlock", ("no progress and no account from the sender process within the stall "
+                                "window + 1 s (frozen, crashed or gone; %d pings received)"
+                                % sum(r["received"] for r in rows))
         stuck = ["thread %d in %s of #%d (%d completed)" % (r["id"], r["state"], r["attempted"], r["completed"])
                  for r in rows if r["state"] in BUSY_STATES]
         if shutdown_state in BUSY_STATES:

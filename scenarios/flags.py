@@ -24,6 +24,12 @@ VARIANTS = {p: ("shared", "per-thread") for p in THREAD_SAFE}
 SEED_SLEEP_S = 1.0          # sleepDuration: seconds between the senders' end and the shutdown
 SEED_LINGER_MS = 30000      # linger: ZMQ_LINGER on every socket createSocket() makes
 INJECT_KINDS = ("drop", "dup", "swap", "block-sender", "raise", "freeze")
+# Where the two sides run (docs/topology.md): threads of one process (the seed's setting),
+# two processes (this program starts both), or two containers (the lab's Docker backend
+# starts each side with --role). inproc cannot cross a process; containers talk tcp only.
+TOPOLOGIES = ("threads", "processes", "containers")
+ROLES = ("receiver", "sender")
+TOPOLOGY_TRANSPORTS = {"threads": TRANSPORTS, "processes": ("ipc", "tcp"), "containers": ("tcp",)}
 
 
 def variants(pattern):
@@ -64,6 +70,23 @@ def _parser():
                    help="non-blocking sends: a send refused with EAGAIN is counted as refused, not lost")
     p.add_argument("--inject", default=None,
                    help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T], freeze")
+    p.add_argument("--topology", default="threads", choices=TOPOLOGIES,
+                   help="threads (default): one process; processes: a receiver and a sender process "
+                        "(this program starts both); containers: set by the lab, with --role")
+    p.add_argument("--role", default=None, choices=ROLES,
+                   help="run one side only (processes/containers): the receiver (main loop) or the sender (control threads)")
+    p.add_argument("--bind", default=None, help="receiver: where the pattern's socket binds (default: the transport's own)")
+    p.add_argument("--report-bind", default="tcp://127.0.0.1:*",
+                   help="receiver: where the senders' report channel (ROUTER) binds")
+    p.add_argument("--announce", action="store_true",
+                   help='receiver: first stdout line {"ready": {"bind": EP, "report": EP}} once bound')
+    p.add_argument("--connect", default=None, help="sender: the receiver's pattern endpoint")
+    p.add_argument("--report", default=None, help="sender: the receiver's report channel endpoint")
+    p.add_argument("--no-monitor", dest="monitor", action="store_false",
+                   help="no socket-monitor events in the timeline (reproduce runs the seed's programs without them)")
+    p.add_argument("--audit-drain", action="store_true",
+                   help="after the drain window's verdict, keep listening for the stall window and "
+                        "report how many pings would have come too late for it (drain.audit.late)")
     p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
     p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
     return p
@@ -93,7 +116,25 @@ def parse(argv):
     if args.variant not in own:
         raise FlagError("--variant for %s must be one of %s" % (args.pattern, ", ".join(own)))
     args.fault = parse_inject(args.inject, args.threads, args.msgs)
+    check_topology(args)
     return args
+
+
+def check_topology(args):
+    if args.transport not in TOPOLOGY_TRANSPORTS[args.topology]:
+        raise FlagError("--topology %s needs --transport %s (inproc cannot cross a process)"
+                        % (args.topology, " or ".join(TOPOLOGY_TRANSPORTS[args.topology])))
+    if args.topology == "containers" and not args.role:
+        raise FlagError("--topology containers is started by the lab, one --role per container")
+    if args.role == "sender" and not (args.connect and args.report):
+        raise FlagError("--role sender needs --connect and --report")
+    if args.role != "sender" and (args.connect or args.report):
+        raise FlagError("--connect and --report are for --role sender")
+    if args.role != "receiver" and (args.bind or args.announce):
+        raise FlagError("--bind and --announce are for --role receiver")
+    if args.role and args.topology == "threads":
+        raise FlagError("--role needs --topology processes or containers")
+
 
 
 def parse_inject(spec, threads, msgs):
@@ -121,4 +162,5 @@ def params(args):
             "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
             "sleep": args.sleep, "stall": args.stall,
             "linger": args.linger, "rate": args.rate,
-            "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject}
+            "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject,
+            "topology": args.topology}
