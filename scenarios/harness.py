@@ -370,7 +370,10 @@ class Run:
                 return False
             # The shutdown arrived before the senders' accounts (or, in threads, before the
             # main program returned from its send): the old drain, bounded by the stall window.
-            return self.all_in() or now - self.last_progress > self.args.stall
+            # A receiver waits for the account even when all is in: it is the evidence
+            # (versions, the sender's events), and it follows the shutdown at once.
+            quiet = now - self.last_progress > self.args.stall
+            return quiet if self.role == "receiver" else (self.all_in() or quiet)
         if self.all_in() and self.shutdown_received:
             return self.drain_done(now, "all in")
         window = self.drain_window()

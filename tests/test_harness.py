@@ -25,10 +25,11 @@ def local():
     backend.close()
 
 
-def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, nowait=False, **kw):
+def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, nowait=False,
+        extra_flags=(), **kw):
     backend, target = local
     cell = Cell(target.name, pattern, transport, threads=kw.pop("threads", 4), msgs=kw.pop("msgs", 200), **kw)
-    extra = (("--inject", inject) if inject else ()) + (("--nowait",) if nowait else ())
+    extra = (("--inject", inject) if inject else ()) + (("--nowait",) if nowait else ()) + tuple(extra_flags)
     settings = RunSettings(repeat=repeat, stall=stall, extra=extra)
     return run_cell(backend, target, cell, settings)
 
