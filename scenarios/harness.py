@@ -223,7 +223,10 @@ class Run:
         if stalled:
             stall = {"since_progress_s": round(now - self.last_progress, 3), "stacks": stacks()}
             if self.stalled_peer is not None:       # the stuck threads are in the sender's process
-                stall["stacks"] = dict(("sender: " + k, v) for k, v in self.stalled_peer["stacks"].items())
+                peer = self.stalled_peer
+                stall["stacks"] = dict(("sender: " + k, v) for k, v in peer["stacks"].items())
+                transit = max(0.0, (time.time_ns() - peer["sent_ns"]) / 1e9)
+                stall["since_progress_s"] = round(peer["since_progress_s"] + transit, 3)
             elif self.role == "receiver":           # a silent sender: this side's stacks tell nothing
                 stall["stacks"] = {}
         timeline = self.timeline(rows) if not unsupported else None

@@ -54,8 +54,8 @@ class ReportChannel:
     def serve(self):
         ident, kind, body = self.sock.recv_multipart(zmq.NOBLOCK)
         run = self.run
-        run.last_progress = time.monotonic()      # a sender alive is not a stall
         if kind == b"hello":
+            run.last_progress = time.monotonic()  # a sender saying hello is not a stall
             _send_to(self.sock, ident, b"time", {"t2": time.time_ns()})
             return
         if kind != b"account":
@@ -142,7 +142,11 @@ def finish_sender(run, stalled, error, unsupported):
            "clock": getattr(run, "clock", None),
            "threads": [r.account() for r in run.senders], "shutdown": run.shutdown.account(),
            "events": [shift(e) for e in run.monitor.snapshot()],
-           "stacks": stacks() if stalled else None, "error": error, "unsupported": unsupported}
+           "stacks": stacks() if stalled else None, "error": error, "unsupported": unsupported,
+           # how long this side had not moved, and when it said so (receiver's clock): the
+           # receiver's stall.since_progress_s is about the stuck threads, which are here
+           "since_progress_s": round(time.monotonic() - run.last_progress, 4),
+           "sent_ns": time.time_ns() + run.offset_ns}
     delivered = False
     if getattr(run, "clock", None) is not None or unsupported:
         delivered = _deliver(run, acc)
