@@ -52,7 +52,7 @@ def event_name(n) -> str:
 
 # ---- small readers: a report is data from elsewhere, so every access is checked ------------
 
-def _num(x):
+def number(x):
     """A finite number as float, anything else (None, str, bool, NaN) as None."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
         return None
@@ -73,6 +73,11 @@ def _ms(x: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
+def _delay(ms: float) -> str:
+    """A delay that rounds to nothing still was one: '<0.1 ms', not '0.0 ms'."""
+    return "%s ms" % _ms(ms) if ms >= 0.05 else "<0.1 ms"
+
+
 def _seqs(first: int, last: int) -> str:
     return "#%d" % first if first == last else "#%d%s#%d" % (first, DASH, last)
 
@@ -87,7 +92,7 @@ def _threads_by_id(timeline: dict) -> dict:
 
 def _first_event(timeline: dict, thread: int, name: str, side: str = "sender"):
     """Earliest t_ms of event `name` on one thread's socket(s), or None."""
-    times = [_num(e.get("t_ms")) for e in _list(timeline.get("events"))
+    times = [number(e.get("t_ms")) for e in _list(timeline.get("events"))
              if isinstance(e, dict) and e.get("side") == side and e.get("thread") == thread
              and event_name(e.get("event")) == name]
     times = [t for t in times if t is not None]
@@ -126,14 +131,14 @@ def _no_link(timeline: dict, transport) -> str:
 
 
 def _since_connect(thread: dict, t: float) -> str:
-    connect = _num(thread.get("connect_ms"))
+    connect = number(thread.get("connect_ms"))
     if connect is None:
         return "at %s ms since t0" % _ms(t)
     return "+%s ms after connect" % _ms(t - connect)
 
 
 def _send_times(thread: dict) -> list:
-    return [_num(x) for x in _list(thread.get("send_ms"))]
+    return [number(x) for x in _list(thread.get("send_ms"))]
 
 
 def _tail_before(thread: dict, sends: list, t: float):
@@ -141,7 +146,7 @@ def _tail_before(thread: dict, sends: list, t: float):
     timeline cannot tell. Only the first 64 send times are kept, but one thread sends in
     order: a later seq went out no earlier than the last kept one and no later than the
     thread's last send."""
-    last = _num(thread.get("last_send_ms"))
+    last = number(thread.get("last_send_ms"))
     if last is not None and last < t:
         return True
     known = [s for s in sends if s is not None]
@@ -150,7 +155,7 @@ def _tail_before(thread: dict, sends: list, t: float):
     return None
 
 
-def _lost_at_start(row: dict):
+def lost_at_start(row: dict):
     """(first lost seq, last lost seq, first received seq or None), or None when the thread
     did not lose its first pings. A thread that received nothing lost all it completed."""
     gap = row.get("first_gap")
@@ -181,7 +186,7 @@ def _none_arrived(tid: int, lost: tuple, thread: dict, link) -> str:
     head = "thread %d: none of %s arrived" % (tid, _seqs(lost[0], lost[1]))
     if link is None:
         return head
-    connect = _num(thread.get("connect_ms"))
+    connect = number(thread.get("connect_ms"))
     when = "+%s ms" % _ms(link.t - connect) if connect is not None else "%s ms since t0" % _ms(link.t)
     return "%s; %s at %s" % (head, link.at, when)
 
@@ -196,7 +201,7 @@ def _lost_first(tid: int, lost: tuple, thread: dict, link, pubsub: bool) -> str:
     if after:
         sends = _send_times(thread)
         sent = sends[after[0] - 1] if after[0] <= len(sends) else None
-        delay = "%s ms " % _ms(sent - link.t) if sent is not None else ""
+        delay = _delay(sent - link.t) + " " if sent is not None else ""
         why = " (the subscription had not reached the PUB yet)" if pubsub else ""
         parts.append("%s lost although sent %s%s%s" % (_seqs(*after), delay, link.after, why))
     if unknown:
@@ -236,7 +241,7 @@ def explain(timeline: dict, rows: list, limit: int = 3, pattern: str | None = No
     found = []
     for row in _list(rows):
         if isinstance(row, dict) and _int(row.get("id")) is not None:
-            lost = _lost_at_start(row)
+            lost = lost_at_start(row)
             if lost is not None:
                 found.append((lost, row))
     found.sort(key=lambda f: (-(f[0][1] - f[0][0] + 1), f[1]["id"]))
