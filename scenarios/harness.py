@@ -292,6 +292,7 @@ class Run:
                     "events_dropped": self.monitor.dropped,
                     "threads": threads, "events": events}
         timeline["unseen"] = timeline_mod.unseen(timeline, self.args.transport) if self.monitor.on else []
+        timeline["monitor_lag_ms"] = monitor_lag(threads, events)
         return timeline
 
     def fail(self, where, exc):
@@ -531,6 +532,20 @@ class Run:
                     self.emit("watchdog", stalled=True)
             elif quiet > stall:
                 self.emit("watchdog", stalled=True)
+
+
+def monitor_lag(threads, events):
+    """How late the collector stamped events, measured: a tcp connect's first event
+    (CONNECT_DELAYED, or CONNECTED) is queued within microseconds of zmq_connect, so its stamp
+    minus the thread's connect time is the collector's lateness then (GIL contention with busy
+    senders). The worst over the run's threads, or None when no thread shows one."""
+    connect = {t["id"]: t["connect_ms"] for t in threads if t["connect_ms"] is not None}
+    first = {}
+    for e in events:
+        if e["side"] == "sender" and e["thread"] in connect and e["thread"] not in first \
+                and e["event"] in ("CONNECT_DELAYED", "CONNECTED"):
+            first[e["thread"]] = e["t_ms"] - connect[e["thread"]]
+    return round(max(first.values()), 3) if first else None
 
 
 def write_all(fd, data):
