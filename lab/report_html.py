@@ -285,6 +285,9 @@ def _notes(report: dict, timeline: dict) -> str:
     delay = tl.number(timeline.get("collector_delay_ms"))
     if delay is not None:
         notes[-1] += f" (events stamped up to {delay:.1f} ms late)"
+    lag = tl.number(timeline.get("monitor_lag_ms"))
+    if lag is not None:     # measured at each connect: how much an event's stamp may trail it
+        notes[-1] += f"; measured lag at connect up to {lag:.1f} ms"
     dropped = timeline.get("events_dropped")
     if dropped:
         notes[-1] += f"; {dropped} later events of busy sockets not kept"

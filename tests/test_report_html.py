@@ -213,7 +213,8 @@ def test_lanes_sorted_by_id_and_at_most_forty():
 def test_the_runs_own_explanation_wins_and_notes_say_clock_and_unseen_events():
     def annotated(report):
         out = with_timeline(report, align={"offset_ms": 0.0125, "error_ms": 0.04, "method": "ntp, best of 5"},
-                            unseen=["HANDSHAKE_SUCCEEDED"], monitor="on", events_dropped=7)
+                            unseen=["HANDSHAKE_SUCCEEDED"], monitor="on", events_dropped=7,
+                            monitor_lag_ms=0.34)
         # the shutdown sender's own socket: a sender-side event of no control thread
         out["timeline"]["events"].append(dict(out["timeline"]["events"][1], thread=None, t_ms=1003.0))
         return dict(out, explain=["thread 9: <said by the harness>"], topology="processes")
@@ -221,7 +222,7 @@ def test_the_runs_own_explanation_wins_and_notes_say_clock_and_unseen_events():
     assert "thread 9: &lt;said by the harness&gt;" in html and "thread 1: #1–#16" not in html
     assert "align: sender clock offset +0.013 ms ± 0.040 ms (ntp, best of 5)" in html
     assert "never reported by any sender socket: HANDSHAKE_SUCCEEDED" in html
-    assert "7 later events of busy sockets not kept" in html
+    assert "measured lag at connect up to 0.3 ms; 7 later events of busy sockets not kept" in html
     assert lanes(svgs(html)[-1])[:3] == ["receiver", "other sender", "thread 0"]
 
 
