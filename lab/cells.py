@@ -1,7 +1,16 @@
-"""Cells: one point of the sweep (target x pattern x transport x variant x poll x sync).
+"""Cells: one point of the sweep (target x pattern x transport x variant x poll x sync x topology).
 
 A cell is what gets run N times and judged once. Its `key` is the stable id used for file
 names, matrix lookups and merges, so it must never depend on the order things were asked for.
+
+Topology (docs/topology.md): where the receiver and the senders run. `threads` (the seed's
+setting, the default) keeps every key, column and dict exactly as before topologies existed:
+baseline/expected.json and every older results directory name their cells that way. Other
+topologies add '@<topology>' to the label, and a cell whose sender runs another pin than its
+receiver (`sender`, containers only) is keyed 'SENDER>RECEIVER/...':
+    pyzmq-25.1.2/pushpull/tcp/default                       threads
+    pyzmq-25.1.2/pushpull/tcp/default@containers            one pin, two containers
+    libzmq-4.1.6>pyzmq-26.4.0/pubsub/tcp/default@containers  4.1.6 sends, 26.4.0 receives
 """
 from __future__ import annotations
 
@@ -11,6 +20,11 @@ from typing import Iterable, Sequence
 from lab.errors import LabError
 from scenarios import flags
 from scenarios.flags import PATTERNS, SYNC_MODES, TRANSPORTS
+
+TOPOLOGIES = ("threads", "processes", "containers")
+# What crosses each topology's boundary: inproc lives inside one process (a second process, let
+# alone a second container, cannot connect to it), and containers share no file system for ipc.
+TOPOLOGY_TRANSPORTS = {"threads": TRANSPORTS, "processes": ("ipc", "tcp"), "containers": ("tcp",)}
 
 # One catalog for the lab and the scenario programs (scenarios/flags.py is pure, no zmq).
 # The first variant of each pattern is its primary one: Cell(variant="default") maps to it,
@@ -43,6 +57,8 @@ class Cell:
     sync: str = "none"
     threads: int = 10
     msgs: int = 1000
+    topology: str = "threads"
+    sender: str = ""               # the sender's target when it is not `target` (the receiver's)
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -65,27 +81,62 @@ class Cell:
             raise LabError(f"sync 'xpub' only applies to {_known(XPUB_PATTERNS)}, not {self.pattern}")
         _check_count("threads", self.threads)
         _check_count("msgs", self.msgs)
+        self._check_topology()
+
+    def _check_topology(self) -> None:
+        if self.topology not in TOPOLOGIES:
+            raise LabError(f"unknown topology {self.topology!r} (known: {_known(TOPOLOGIES)})")
+        allowed = TOPOLOGY_TRANSPORTS[self.topology]
+        if self.transport not in allowed:
+            why = "inproc cannot cross processes" if self.topology == "processes" else \
+                "only tcp reaches from one container into another"
+            raise LabError(f"topology {self.topology} needs {' or '.join(allowed)}, not {self.transport} "
+                           f"({why})")
+        if not isinstance(self.sender, str):
+            raise LabError(f"a cell's sender must be a target name, not {self.sender!r}")
+        if self.sender == self.target:
+            object.__setattr__(self, "sender", "")      # the same pin: one key for the diagonal A>A
+        if self.sender and self.topology != "containers":
+            raise LabError(f"a sender of another target ({self.sender}) needs topology containers, "
+                           f"not {self.topology}: only containers hold two different pins")
+
+    @property
+    def options(self) -> str:
+        """Variant, then '+poll', then '+xpub': the label of every topology."""
+        return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "")
 
     @property
     def label(self) -> str:
-        """The variant part of the key: variant, then '+poll', then '+xpub'."""
-        return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "")
+        """The variant part of the key: the options, then '@<topology>' unless threads."""
+        return self.options + ("" if self.topology == "threads" else "@" + self.topology)
+
+    @property
+    def row(self) -> str:
+        """The matrix row: the target, or 'SENDER>RECEIVER' for a pair of two pins."""
+        return f"{self.sender}>{self.target}" if self.sender else self.target
+
+    @property
+    def sender_target(self) -> str:
+        """The pin the senders run (the receiver's own unless a pair of two pins)."""
+        return self.sender or self.target
 
     @property
     def key(self) -> str:
         """Stable id, e.g. 'pyzmq-25.1.2/pubsub/tcp/default+poll' (threads/msgs are sweep params)."""
-        return f"{self.target}/{self.pattern}/{self.transport}/{self.label}"
+        return f"{self.row}/{self.pattern}/{self.transport}/{self.label}"
 
     @property
     def column(self) -> tuple[str, str, str]:
-        """The matrix column this cell belongs to (everything but the target)."""
+        """The matrix column this cell belongs to (everything but the row)."""
         return (self.pattern, self.transport, self.label)
 
     @property
-    def order(self) -> tuple[int, int, int, int, int]:
-        """Canonical column order: pattern, transport, variant, sync, poll (as in the constants)."""
+    def order(self) -> tuple[int, ...]:
+        """Canonical column order: pattern, transport, variant, sync, poll, topology (as in the
+        constants): a variant's topologies stand side by side."""
         return (PATTERNS.index(self.pattern), TRANSPORTS.index(self.transport),
-                VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll))
+                VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll),
+                TOPOLOGIES.index(self.topology))
 
     def scenario_argv(self, stall: float, sleep: float, extra: Sequence[str] = ()) -> list[str]:
         """Arguments for `python -m scenarios` that run exactly this cell."""
@@ -97,19 +148,29 @@ class Cell:
             argv += ["--sync", self.sync]
         if self.variant != "default":
             argv += ["--variant", self.variant]
+        if self.topology != "threads":
+            argv += ["--topology", self.topology]
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]
         return argv + [str(a) for a in extra]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Threads cells without the topology fields: the dicts baselines and old results hold."""
+        data = asdict(self)
+        if self.topology == "threads":
+            del data["topology"]
+        if not self.sender:
+            del data["sender"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Cell":
+        """Also a cell from before topologies (no 'topology', no 'sender': threads, one pin)."""
         try:
-            return cls(**{k: data[k] for k in ("target", "pattern", "transport", "variant",
-                                               "poll", "sync", "threads", "msgs")})
+            fields = {k: data[k] for k in ("target", "pattern", "transport", "variant",
+                                           "poll", "sync", "threads", "msgs")}
         except KeyError as exc:
             raise LabError(f"cell description lacks {exc.args[0]!r}") from None
+        return cls(**fields, topology=data.get("topology", "threads"), sender=data.get("sender", ""))
 
 
 def _num(value: float) -> str:
@@ -163,7 +224,9 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
            poll_modes: Sequence[bool] | str = (False, True),
            variants: Sequence[str] | str | None = None,
            sync_modes: Sequence[str] | str = ("none",),
-           threads: int = 10, msgs: int = 1000) -> tuple[Cell, ...]:
+           threads: int = 10, msgs: int = 1000,
+           topologies: Sequence[str] | str = ("threads",),
+           senders: Sequence[object] = ()) -> tuple[Cell, ...]:
     """Every cell of the sweep, targets in the given (pin) order, the rest in canonical order.
 
     Per-pattern axes collapse where they do not apply, so `--sync none,xpub --patterns all`
@@ -173,6 +236,12 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
       variants=[...]  -> those that exist for a pattern (its primary one if none does);
                          a name no selected pattern knows is an error
       sync 'xpub'     -> pubsub only; asking for it without pubsub is an error
+    Topologies collapse the same way over transports, so `--topology all --transports all` is
+    a whole sweep rather than an error: threads runs every transport, processes ipc and tcp,
+    containers tcp only (TOPOLOGY_TRANSPORTS). A topology none of the chosen transports can
+    cross (`--transports inproc --topology processes`) is an error naming both.
+      senders=[...]   -> every target (as the receiver) with each of these pins as its sender:
+                         containers only; a sender equal to the target is the plain diagonal cell
     """
     _check_count("threads", threads)
     _check_count("msgs", msgs)
@@ -185,6 +254,15 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
     syncs = parse_list(sync_modes, SYNC_MODES, "sync mode")
     if "xpub" in syncs and not set(XPUB_PATTERNS) & set(chosen_patterns):
         raise LabError(f"sync 'xpub' only applies to {_known(XPUB_PATTERNS)}, which is not selected")
+    chosen_topologies = parse_list(topologies, TOPOLOGIES, "topology")
+    for topology in chosen_topologies:
+        if not set(TOPOLOGY_TRANSPORTS[topology]) & set(chosen_transports):
+            raise LabError(f"topology {topology} needs {' or '.join(TOPOLOGY_TRANSPORTS[topology])}, "
+                           f"which is not among the transports ({_known(chosen_transports)})")
+    sender_names = tuple(dict.fromkeys(_target_name(t) for t in senders)) or ("",)
+    if sender_names != ("",) and chosen_topologies != ("containers",):
+        raise LabError("a sender of another target runs in containers only, not "
+                       f"{_known(t for t in chosen_topologies if t != 'containers')}")
     wanted_variants: tuple[str, ...] | None = None
     if variants is not None and variants != "all":
         wanted_variants = parse_list(variants, ALL_VARIANTS, "variant")
@@ -208,11 +286,14 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
 
     cells = []
     for target in names:
-        for pattern in sorted(chosen_patterns, key=PATTERNS.index):
-            for transport in sorted(chosen_transports, key=TRANSPORTS.index):
-                for variant in variants_for(pattern):
-                    for sync in syncs_for(pattern):
-                        for poll in sorted(polls):
-                            cells.append(Cell(target, pattern, transport, variant, poll, sync,
-                                              threads, msgs))
-    return tuple(cells)
+        for sender in sender_names:
+            for pattern in sorted(chosen_patterns, key=PATTERNS.index):
+                for transport in sorted(chosen_transports, key=TRANSPORTS.index):
+                    for variant in variants_for(pattern):
+                        for sync in syncs_for(pattern):
+                            for poll in sorted(polls):
+                                for topology in sorted(chosen_topologies, key=TOPOLOGIES.index):
+                                    if transport in TOPOLOGY_TRANSPORTS[topology]:
+                                        cells.append(Cell(target, pattern, transport, variant, poll, sync,
+                                                          threads, msgs, topology, sender))
+    return tuple(dict.fromkeys(cells))       # a sender equal to its target repeats the diagonal

@@ -1,5 +1,8 @@
 """Matrix: the verdicts of one sweep, laid out as rows = targets, columns = cells.
 
+A row is a cell's `row`: its target, or 'SENDER>RECEIVER' for a pair of two pins (containers
+topology), so a pair never shares a slot with its receiver's own cell.
+
 Rows follow the pin file order (what the user sees in pins.toml); columns follow the
 canonical cell order (lab.cells), so two sweeps of the same thing always line up.
 Merging exists for CI, where each target is swept by its own job and the per-target
@@ -42,8 +45,9 @@ class Matrix:
     # ---- axes ------------------------------------------------------------------------
     @property
     def rows(self) -> tuple[str, ...]:
-        """Target names: pinned rows first (pin order), then any other target with verdicts."""
-        names = [t.name for t in self.targets] + [v.cell.target for v in self.verdicts]
+        """Target names: pinned rows first (pin order), then any other row with verdicts
+        (pairs of two pins, 'SENDER>RECEIVER', after the pins)."""
+        names = [t.name for t in self.targets] + [v.cell.row for v in self.verdicts]
         return tuple(dict.fromkeys(names))
 
     @property
@@ -53,8 +57,8 @@ class Matrix:
             order.setdefault(v.cell.column, v.cell.order)
         return tuple(sorted(order, key=order.__getitem__))
 
-    def lookup(self, target: str, column: Column) -> Verdict | None:
-        return self._index.get((target, tuple(column)))
+    def lookup(self, row: str, column: Column) -> Verdict | None:
+        return self._index.get((row, tuple(column)))
 
     def get(self, key: str) -> Verdict | None:
         """By cell key, e.g. 'pyzmq-25.1.2/pubsub/tcp/default+poll'."""
@@ -72,7 +76,7 @@ class Matrix:
 
     @cached_property
     def _index(self) -> dict:
-        return {(v.cell.target, v.cell.column): v for v in self.verdicts}
+        return {(v.cell.row, v.cell.column): v for v in self.verdicts}
 
     @property
     def partial(self) -> bool:
@@ -144,8 +148,8 @@ def build(run_id: str, backend: str, verdicts: Iterable[Verdict], params: dict |
             raise LabError(f"cell {v.cell.key} appears twice in run {run_id}")
         seen.add(v.cell.key)
     row_order = {name: i for i, name in enumerate(dict.fromkeys(
-        [t.name for t in rows] + [v.cell.target for v in verdicts]))}
-    ordered = tuple(sorted(verdicts, key=lambda v: (row_order[v.cell.target], v.cell.order)))
+        [t.name for t in rows] + [v.cell.row for v in verdicts]))}
+    ordered = tuple(sorted(verdicts, key=lambda v: (row_order[v.cell.row], v.cell.order)))
     return Matrix(run_id=run_id, created=created, backend=backend, verdicts=ordered,
                   params=dict(params or {}), targets=rows)
 

@@ -75,21 +75,38 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, center - half), min(1.0, center + half))
 
 
+# A run report's optional blocks of the timeline work (docs/topology.md): when it happened
+# (`timeline`), what the harness made of it (`explain`), who the senders were (`peers`) and how
+# long the receiver drained (`drain`). Reports from before them lack them: None.
+EVIDENCE_BLOCKS = ("timeline", "explain", "peers", "drain")
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """One run: the headline fields, plus the whole report kept as evidence."""
+    """One run: the headline fields, plus the whole report kept as evidence. The timeline
+    blocks are named fields too (the HTML evidence reads them); they are parts of `report`, so
+    a verdict's to_dict/from_dict carries them without storing anything twice."""
     outcome: str
     reason: str
     classified_by: str
     duration_s: float
     report: dict = field(hash=False, repr=False)
+    timeline: dict | None = field(default=None, hash=False, repr=False, compare=False)
+    explain: list | None = field(default=None, hash=False, repr=False, compare=False)
+    peers: list | None = field(default=None, hash=False, repr=False, compare=False)
+    drain: dict | None = field(default=None, hash=False, repr=False, compare=False)
 
     @classmethod
     def from_report(cls, report: dict) -> "RunSummary":
         """`report` must already satisfy run.schema.json (lab.schemas.validate('run', ...))."""
         return cls(outcome=report["outcome"], reason=report["reason"],
                    classified_by=report.get("classified_by", "harness"),
-                   duration_s=float(report["duration_s"]), report=report)
+                   duration_s=float(report["duration_s"]), report=report,
+                   **{name: report.get(name) for name in EVIDENCE_BLOCKS})
+
+    @property
+    def topology(self) -> str:
+        return self.report.get("topology") or self.report["params"].get("topology") or "threads"
 
     @property
     def threads(self) -> list[dict]:
@@ -166,7 +183,10 @@ class Verdict:
             if v["pyzmq"]:                 # reports the lab made up itself may not know them
                 seen.setdefault(tuple(v[k] for k in _VERSION_KEYS), i)
             params = run.report["params"]
-            for name in _PARAM_FIELDS:
+            # topology: only where the report states it (reports from before topologies, and
+            # the lab's own reports of a dead run, may not)
+            stated = _PARAM_FIELDS + (("topology",) if "topology" in params else ())
+            for name in stated:
                 if params[name] != getattr(self.cell, name):
                     problems.append(f"run {i} ran {name}={params[name]!r}, the cell has "
                                     f"{getattr(self.cell, name)!r}")
@@ -215,7 +235,7 @@ class Verdict:
     # ---- text ----------------------------------------------------------------------
     def summary_line(self) -> str:
         c = self.cell
-        head = f"{c.target} {c.pattern}/{c.transport} {c.label}:"
+        head = f"{c.row} {c.pattern}/{c.transport} {c.label}:"
         if self.skip_reason:
             return f"{head} skipped: {self.skip_reason}"
         if self.problems:

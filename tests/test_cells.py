@@ -139,3 +139,95 @@ def test_the_verdict_schema_knows_every_pattern_of_the_catalog():
     schema = json.loads((Path(__file__).resolve().parents[1] / "lab/schemas/verdict.schema.json").read_text())
     enum = schema["properties"]["cell"]["properties"]["pattern"]["enum"]
     assert tuple(enum) == PATTERNS
+
+
+# ---- topologies and pairs of two pins (docs/topology.md) -----------------------------------------
+
+def test_threads_cells_keep_their_keys_and_dicts_exactly():
+    """baseline/expected.json and every older results directory name threads cells this way."""
+    cell = Cell("pyzmq-25.1.2", "pubsub", "tcp", poll=True, sync="xpub", threads=3, msgs=7)
+    assert cell.topology == "threads" and cell.sender == "" and cell.row == "pyzmq-25.1.2"
+    assert cell.key == "pyzmq-25.1.2/pubsub/tcp/default+poll+xpub"
+    assert cell.to_dict() == {"target": "pyzmq-25.1.2", "pattern": "pubsub", "transport": "tcp",
+                              "variant": "default", "poll": True, "sync": "xpub", "threads": 3, "msgs": 7}
+    assert "--topology" not in cell.scenario_argv(2, 0)
+
+
+def test_other_topologies_and_pairs_add_to_the_key():
+    c = Cell("pyzmq-25.1.2", "pushpull", "tcp", topology="containers")
+    assert c.key == "pyzmq-25.1.2/pushpull/tcp/default@containers"
+    assert c.column == ("pushpull", "tcp", "default@containers") and c.options == "default"
+    p = Cell("pyzmq-25.1.2", "pushpull", "ipc", poll=True, topology="processes")
+    assert p.key == "pyzmq-25.1.2/pushpull/ipc/default+poll@processes"
+    mixed = Cell("pyzmq-26.4.0", "pubsub", "tcp", topology="containers", sender="libzmq-4.1.6")
+    assert mixed.key == "libzmq-4.1.6>pyzmq-26.4.0/pubsub/tcp/default@containers"
+    assert mixed.row == "libzmq-4.1.6>pyzmq-26.4.0" and mixed.sender_target == "libzmq-4.1.6"
+    # the same pin on both sides is the diagonal: one cell, one key
+    assert Cell("a", "pair", "tcp", topology="containers", sender="a") == Cell("a", "pair", "tcp", topology="containers")
+    assert len({c.key, p.key, mixed.key, Cell("pyzmq-25.1.2", "pushpull", "tcp").key}) == 4
+
+
+def test_scenario_argv_names_the_topology():
+    argv = Cell("t", "pushpull", "tcp", threads=2, msgs=5, topology="containers").scenario_argv(2, 0)
+    assert argv == ["--pattern", "pushpull", "--transport", "tcp", "--threads", "2", "--msgs", "5",
+                    "--topology", "containers", "--stall", "2", "--sleep", "0"]
+    assert argv[-6:-4] == ["--topology", "containers"]
+    assert "processes" in Cell("t", "pair", "ipc", topology="processes").scenario_argv(2, 0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(topology="vms"), "unknown topology 'vms' (known: threads, processes, containers)"),
+    (dict(transport="inproc", topology="processes"), "topology processes needs ipc or tcp, not inproc "
+                                                    "(inproc cannot cross processes)"),
+    (dict(transport="ipc", topology="containers"), "topology containers needs tcp, not ipc"),
+    (dict(transport="inproc", topology="containers"), "topology containers needs tcp, not inproc"),
+    (dict(sender="other"), "a sender of another target (other) needs topology containers, not threads"),
+    (dict(sender="other", transport="ipc", topology="processes"), "needs topology containers, not processes"),
+])
+def test_invalid_topologies_are_one_line_errors(kwargs, message):
+    fields = dict(target="t", pattern="pubsub", transport="tcp") | kwargs
+    with pytest.raises(LabError) as info:
+        Cell(**fields)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_topology_dicts_round_trip_and_old_dicts_load():
+    for cell in (Cell("a", "pubsub", "tcp", topology="containers", sender="b"),
+                 Cell("a", "pair", "ipc", topology="processes"), Cell("a", "pair", "inproc")):
+        assert Cell.from_dict(cell.to_dict()) == cell
+    mixed = Cell("a", "pubsub", "tcp", topology="containers", sender="b").to_dict()
+    assert mixed["topology"] == "containers" and mixed["sender"] == "b"
+    old = {"target": "a", "pattern": "pair", "transport": "inproc", "variant": "default", "poll": False,
+           "sync": "none", "threads": 2, "msgs": 3}           # a cell written before topologies
+    assert Cell.from_dict(old) == Cell("a", "pair", "inproc", threads=2, msgs=3)
+
+
+def test_topology_columns_sort_next_to_their_variant():
+    cells = [Cell("t", "pushpull", tr, poll=p, topology=top) for tr, top in
+             (("tcp", "containers"), ("tcp", "threads"), ("ipc", "processes"), ("tcp", "processes"))
+             for p in (False, True)]
+    ordered = [c.column for c in sorted(cells, key=lambda c: c.order)]
+    assert ordered[:4] == [("pushpull", "ipc", "default@processes"), ("pushpull", "ipc", "default+poll@processes"),
+                           ("pushpull", "tcp", "default"), ("pushpull", "tcp", "default@processes")]
+
+
+def test_expand_collapses_topologies_over_the_transports_they_cross():
+    cells = expand(["t"], "pair", "all", poll_modes="off", topologies="all")
+    assert [(c.transport, c.topology) for c in cells] == [
+        ("inproc", "threads"), ("ipc", "threads"), ("ipc", "processes"),
+        ("tcp", "threads"), ("tcp", "processes"), ("tcp", "containers")]
+    assert expand(["t"], "pair", "all", poll_modes="off") == expand(["t"], "pair", "all", poll_modes="off",
+                                                                    topologies="threads")
+    with pytest.raises(LabError, match=r"topology processes needs ipc or tcp, which is not among the "
+                                       r"transports \(inproc\)"):
+        expand(["t"], "pair", "inproc", topologies="threads,processes")
+    with pytest.raises(LabError, match="unknown topology 'bogus'"):
+        expand(["t"], "pair", "tcp", topologies="bogus")
+
+
+def test_expand_pairs_every_receiver_with_each_sender():
+    cells = expand(["a", "b"], "pushpull", "all", poll_modes="off", topologies="containers", senders=["a", "b"])
+    assert [c.key for c in cells] == ["a/pushpull/tcp/default@containers", "b>a/pushpull/tcp/default@containers",
+                                      "a>b/pushpull/tcp/default@containers", "b/pushpull/tcp/default@containers"]
+    with pytest.raises(LabError, match="a sender of another target runs in containers only, not threads"):
+        expand(["a"], "pushpull", "tcp", senders=["b"])

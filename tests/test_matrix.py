@@ -113,3 +113,22 @@ def test_empty_matrix():
     assert m.columns == () and m.worst is None and m.rows == ("t",)
     validate("matrix", m.to_dict())
     assert make_cell().column in make_matrix(SPEC).columns
+
+
+def test_pairs_of_two_pins_have_rows_of_their_own_and_schema_valid_verdicts():
+    """A -> B shares its receiver B and its column with B -> B, yet is another cell: its row is
+    'A>B'. Topology cells validate (the verdict schema knows topology and sender)."""
+    from lab.cells import Cell
+    a, b = "pyzmq-25.1.2", "pyzmq-26.4.0"
+    cells = [Cell(b, "pushpull", "tcp", threads=4, msgs=50, topology="containers"),
+             Cell(b, "pushpull", "tcp", threads=4, msgs=50, topology="containers", sender=a),
+             Cell(b, "pushpull", "tcp", threads=4, msgs=50)]
+    m = build("r", "docker", [make_verdict(["lost"] if c.sender else ["ok"], c) for c in cells],
+              targets=target_rows([a, b]))
+    assert m.rows == (a, b, f"{a}>{b}")
+    col = ("pushpull", "tcp", "default@containers")
+    assert m.columns == (("pushpull", "tcp", "default"), col)
+    assert m.lookup(b, col).worst == "ok" and m.lookup(f"{a}>{b}", col).worst == "lost"
+    assert m.get(f"{a}>{b}/pushpull/tcp/default@containers").cell.sender == a
+    validate("matrix", m.to_dict())
+    assert Matrix.from_dict(m.to_dict()) == m

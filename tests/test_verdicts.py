@@ -247,3 +247,44 @@ def test_infra_in_the_table_legend_and_reports():
     assert cases["pubsub"].find("failure") is None and cases["pubsub"].find("skipped") is None
     assert cases["pushpull"].find("failure").get("type") == "lost"
     assert (root.get("failures"), root.get("skipped")) == ("1", "1")
+
+
+def test_timeline_blocks_reach_the_run_summary_and_round_trip():
+    """timeline, explain, peers, drain (docs/topology.md): optional, None when a report lacks
+    them, and kept through a verdict's to_dict/from_dict (the HTML timeline reads them)."""
+    from lab.cells import Cell
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=2, msgs=5, topology="containers")
+    blocks = {"timeline": {"clock": "CLOCK_REALTIME, ms since t0 (the receiver's bind)", "t0_ns": 1,
+                           "align": {"offset_ms": 0.01, "error_ms": 0.2, "method": "ntp"}, "monitor": "on",
+                           "collector_delay_ms": 0.3, "threads": [], "events": [], "unseen": []},
+              "explain": ["thread 1 connected 3 ms after its first send"],
+              "peers": [{"role": "sender", "host": "c1", "pid": 7, "versions": {}, "account": "final",
+                         "clock": {"offset_ms": 0.0, "error_ms": 0.1}, "stacks": None, "own": None}],
+              "drain": {"window_s": 0.1, "waited_s": 0.1, "latency_ms": {"recent": 0.2, "max": 0.5},
+                        "trigger": "quiet"}}
+    with_blocks = dict(make_report("ok", cell, topology="containers"), **blocks)
+    verdict = judge_runs(cell, [with_blocks, make_report("ok", cell, topology="containers")])
+    validate("verdict", verdict.to_dict())
+    again = Verdict.from_dict(verdict.to_dict())
+    for v in (verdict, again):
+        first, second = v.runs
+        assert (first.timeline, first.explain, first.peers, first.drain) == tuple(blocks[k] for k in
+                                                                                  ("timeline", "explain", "peers", "drain"))
+        assert (second.timeline, second.explain, second.peers, second.drain) == (None, None, None, None)
+    assert first.topology == "containers" and not v.problems
+
+
+def test_a_run_of_another_topology_is_a_lab_problem():
+    from lab.cells import Cell
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=2, msgs=5, topology="containers")
+    v = judge_runs(cell, [make_report("ok", cell, topology="threads")])
+    assert v.problems == ("run 1 ran topology='threads', the cell has 'containers'",)
+    # a report that does not state its topology (older harness, the lab's own) is not one
+    assert not judge_runs(cell, [make_report("ok", cell)]).problems
+
+
+def test_summary_line_names_a_pair_of_two_pins():
+    from lab.cells import Cell
+    cell = Cell("pyzmq-26.4.0", "pubsub", "tcp", threads=2, msgs=5, topology="containers", sender="libzmq-4.1.6")
+    line = make_verdict(["ok"], cell).summary_line()
+    assert line.startswith("libzmq-4.1.6>pyzmq-26.4.0 pubsub/tcp default@containers: ok 1/1")
