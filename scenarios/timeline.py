@@ -103,22 +103,38 @@ def _first_event(timeline: dict, thread: int, name: str, side: str = "sender"):
 
 class _Link:
     """When a thread's connection was up, as the monitor saw it: the handshake if the libzmq
-    reports one, else the bare TCP/IPC connection."""
-    __slots__ = ("t", "before", "after", "at")
+    reports one, else the bare TCP/IPC connection. Stamped `t`, it happened in [t - lag, t]."""
+    __slots__ = ("t", "lag", "before", "after", "close", "at")
 
-    def __init__(self, t, handshake):
-        self.t = t
+    def __init__(self, t, lag, handshake):
+        self.t, self.lag = t, lag
         self.before = "before its handshake completed" if handshake else "before it connected"
         self.after = "after its handshake completed" if handshake else "after it connected"
+        self.close = "too close to its handshake" if handshake else "too close to its connection"
         self.at = "handshake" if handshake else "connected"
 
 
-def _link(timeline: dict, thread: int):
+def stamp_lag(timeline: dict) -> float:
+    """How late an event's stamp may be (0 when not recorded): the collector's own worst pass
+    (collector_delay_ms) or, larger when busy senders hold the GIL, the lateness the harness
+    measured at each connect (monitor_lag_ms)."""
+    known = [number(timeline.get(k)) for k in ("collector_delay_ms", "monitor_lag_ms")]
+    return max([0.0] + [x for x in known if x is not None])
+
+
+def link_time(timeline: dict, thread: int):
+    """When the monitor stamped the thread's connection up: its first sender-side
+    HANDSHAKE_SUCCEEDED, else its first CONNECTED; None when neither was recorded."""
     t = _first_event(timeline, thread, "HANDSHAKE_SUCCEEDED")
-    if t is not None:
-        return _Link(t, True)
-    t = _first_event(timeline, thread, "CONNECTED")
-    return _Link(t, False) if t is not None else None
+    return t if t is not None else _first_event(timeline, thread, "CONNECTED")
+
+
+def _link(timeline: dict, thread: int):
+    t = link_time(timeline, thread)
+    if t is None:
+        return None
+    handshake = _first_event(timeline, thread, "HANDSHAKE_SUCCEEDED") is not None
+    return _Link(t, stamp_lag(timeline), handshake)
 
 
 def _no_link(timeline: dict, transport) -> str:
@@ -130,28 +146,41 @@ def _no_link(timeline: dict, transport) -> str:
     return "no connection event recorded"
 
 
-def _since_connect(thread: dict, t: float) -> str:
+def _since_connect(thread: dict, link) -> str:
     connect = number(thread.get("connect_ms"))
-    if connect is None:
-        return "at %s ms since t0" % _ms(t)
-    return "+%s ms after connect" % _ms(t - connect)
+    when = "at %s ms since t0" % _ms(link.t) if connect is None else "+%s ms after connect" % _ms(link.t - connect)
+    return when + _late(link)
+
+
+def _late(link) -> str:
+    return ", stamped up to %s ms late" % _ms(link.lag) if link.lag >= 0.05 else ""
 
 
 def _send_times(thread: dict) -> list:
     return [number(x) for x in _list(thread.get("send_ms"))]
 
 
-def _tail_before(thread: dict, sends: list, t: float):
-    """Were the seqs past the kept send times sent before t? True/False, or None when the
-    timeline cannot tell. Only the first 64 send times are kept, but one thread sends in
-    order: a later seq went out no earlier than the last kept one and no later than the
-    thread's last send."""
+def _when(sent: float, link) -> str:
+    """A send against the connection's stamp t: surely before the connection if earlier than
+    t - lag, surely after if not earlier than t, else too close to tell."""
+    if sent < link.t - link.lag:
+        return "before"
+    return "after" if sent >= link.t else "close"
+
+
+def _tail_when(thread: dict, sends: list, link):
+    """The same for the seqs past the kept send times, or None when the timeline cannot tell.
+    Only the first 64 send times are kept, but one thread sends in order: a later seq went
+    out no earlier than the last one kept and no later than the thread's last send."""
     last = number(thread.get("last_send_ms"))
-    if last is not None and last < t:
-        return True
     known = [s for s in sends if s is not None]
-    if known and known[-1] >= t:
-        return False
+    low = known[-1] if known else None
+    if last is not None and _when(last, link) == "before":
+        return "before"             # the last send of all was before
+    if low is not None and _when(low, link) == "after":
+        return "after"              # the last kept one was already after
+    if last is not None and low is not None:
+        return "close"              # between two sends that are both too close to tell
     return None
 
 
@@ -169,17 +198,20 @@ def lost_at_start(row: dict):
     return None
 
 
-def _split(thread: dict, first: int, last: int, t: float):
-    """The lost seqs sent before t, after it, and of unknown send time, each a (lo, hi) range
-    or None. Sends are in order, so the three are consecutive in that order."""
+GROUPS = ("before", "close", "after", None)
+
+
+def _split(thread: dict, first: int, last: int, link) -> dict:
+    """The lost seqs by when they were sent against the connection (GROUPS; None: send time
+    not recorded), each a (lo, hi) range. Sends are in order, so the groups are consecutive."""
     sends = _send_times(thread)
-    groups = {True: [], False: [], None: []}
+    groups = {g: [] for g in GROUPS}
     for seq in range(first, min(last, len(sends)) + 1):
         sent = sends[seq - 1]
-        groups[None if sent is None else sent < t].append(seq)
+        groups[None if sent is None else _when(sent, link)].append(seq)
     if last > len(sends):
-        groups[_tail_before(thread, sends, t)] += [max(first, len(sends) + 1), last]
-    return tuple((g[0], g[-1]) if g else None for g in (groups[True], groups[False], groups[None]))
+        groups[_tail_when(thread, sends, link)] += [max(first, len(sends) + 1), last]
+    return {g: (seqs[0], seqs[-1]) for g, seqs in groups.items() if seqs}
 
 
 def _none_arrived(tid: int, lost: tuple, thread: dict, link) -> str:
@@ -188,28 +220,37 @@ def _none_arrived(tid: int, lost: tuple, thread: dict, link) -> str:
         return head
     connect = number(thread.get("connect_ms"))
     when = "+%s ms" % _ms(link.t - connect) if connect is not None else "%s ms since t0" % _ms(link.t)
-    return "%s; %s at %s" % (head, link.at, when)
+    late = " (stamped up to %s ms late)" % _ms(link.lag) if link.lag >= 0.05 else ""
+    return "%s; %s at %s%s" % (head, link.at, when, late)
 
 
 def _lost_first(tid: int, lost: tuple, thread: dict, link, pubsub: bool) -> str:
     first, last, got = lost
-    tail = "; first received #%d" % got
-    before, after, unknown = _split(thread, first, last, link.t)
+    groups = _split(thread, first, last, link)
     parts = []
-    if before:
-        parts.append("%s sent %s (%s)" % (_seqs(*before), link.before, _since_connect(thread, link.t)))
-    if after:
-        sends = _send_times(thread)
-        sent = sends[after[0] - 1] if after[0] <= len(sends) else None
-        delay = _delay(sent - link.t) + " " if sent is not None else ""
-        why = " (the subscription had not reached the PUB yet)" if pubsub else ""
-        parts.append("%s lost although sent %s%s%s" % (_seqs(*after), delay, link.after, why))
-    if unknown:
-        text = "%s lost, send times not recorded" % _seqs(*unknown)
-        if not before and not after:
-            text += " (%s %s)" % (link.at, _since_connect(thread, link.t))
+    if "before" in groups:
+        parts.append("%s sent %s (%s)" % (_seqs(*groups["before"]), link.before, _since_connect(thread, link)))
+    if "close" in groups:
+        text = "%s sent %s to tell which came first" % (_seqs(*groups["close"]), link.close)
+        if "before" not in groups:
+            text += " (%s)" % _since_connect(thread, link)
         parts.append(text)
-    return "thread %d: %s%s" % (tid, ", ".join(parts), tail)
+    if "after" in groups:
+        parts.append(_sent_after(groups["after"], thread, link, pubsub))
+    if None in groups:
+        text = "%s lost, send times not recorded" % _seqs(*groups[None])
+        if len(groups) == 1:
+            text += " (%s %s)" % (link.at, _since_connect(thread, link))
+        parts.append(text)
+    return "thread %d: %s; first received #%d" % (tid, ", ".join(parts), got)
+
+
+def _sent_after(seqs: tuple, thread: dict, link, pubsub: bool) -> str:
+    sends = _send_times(thread)
+    sent = sends[seqs[0] - 1] if seqs[0] <= len(sends) else None
+    delay = _delay(sent - link.t) + " " if sent is not None else ""
+    why = " (the subscription had not reached the PUB yet)" if pubsub else ""
+    return "%s lost although sent %s%s%s" % (_seqs(*seqs), delay, link.after, why)
 
 
 def _line(row: dict, lost: tuple, timeline: dict, pattern, transport) -> str:

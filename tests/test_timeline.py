@@ -41,7 +41,7 @@ def row(tid, completed=200, received=200, gap=None):
 #   thread 3: nothing arrived at all
 PUBSUB_TCP = {
     "clock": "CLOCK_REALTIME, ms since t0 (the receiver's bind)", "t0_ns": 1_764_000_000_000_000_000,
-    "align": None, "monitor": "on", "collector_delay_ms": 0.4,
+    "align": None, "monitor": "on", "collector_delay_ms": 0.02,
     "threads": [
         thread(0, 1.0, 5.0, 54.75, 5.2, 1, 55.0),
         thread(1, 1.1, 1.2, 50.95, 5.4, 17, 51.1),
@@ -154,6 +154,48 @@ def test_only_threads_that_lost_their_first_pings():
     assert explain(PUBSUB_TCP, rows) == []
 
 
+# ---- explain(): a monitor that stamps late --------------------------------------------------
+
+def late(timeline, **lags):
+    return dict(copy.deepcopy(timeline), **lags)
+
+
+def test_sends_within_the_stamps_lateness_are_not_ordered():
+    # thread 1's handshake stamped at 5.1, up to 1.0 ms late: it happened in [4.1, 5.1]
+    assert lines_for(1, late(PUBSUB_TCP, monitor_lag_ms=1.0)) == [
+        "thread 1: #1–#12 sent before its handshake completed (+4.0 ms after connect, stamped up to 1.0 ms late), "
+        "#13–#16 sent too close to its handshake to tell which came first; first received #17"]
+    # pings sent after the stamp are after the handshake whatever the lag
+    assert lines_for(2, late(PUBSUB_TCP, monitor_lag_ms=1.0)) == [
+        "thread 2: #1–#5 lost although sent 2.0 ms after its handshake completed; first received #6"]
+
+
+def test_the_larger_of_the_two_lateness_figures_counts():
+    measured = lines_for(1, late(PUBSUB_TCP, collector_delay_ms=0.2, monitor_lag_ms=1.0))
+    assert measured == lines_for(1, late(PUBSUB_TCP, collector_delay_ms=1.0, monitor_lag_ms=None))
+    assert "stamped up to 1.0 ms late" in measured[0]
+
+
+def test_a_lag_longer_than_the_sending_leaves_nothing_ordered():
+    # what a busy 10-thread run really looks like: the collector woke 22 ms after the connects
+    lagged = late(PUBSUB_TCP, monitor_lag_ms=22.5)
+    assert lines_for(1, lagged) == [
+        "thread 1: #1–#16 sent too close to its handshake to tell which came first "
+        "(+4.0 ms after connect, stamped up to 22.5 ms late); first received #17"]
+    assert lines_for(3, lagged) == [
+        "thread 3: none of #1–#200 arrived; handshake at +2.0 ms (stamped up to 22.5 ms late)"]
+
+
+def test_seqs_past_the_64_kept_within_the_lag_are_too_close():
+    timeline = {"monitor": "on", "monitor_lag_ms": 5.0,
+                "threads": [dict(thread(5, 1.0, 1.1, 1.9, 2.6, 101, 4.0, step=0.01))],
+                "events": [ev(2.5, 5, "HANDSHAKE_SUCCEEDED")]}
+    rows = [row(5, completed=150, received=50, gap={"expected": 1, "got": 101})]
+    assert explain(timeline, rows) == [
+        "thread 5: #1–#100 sent too close to its handshake to tell which came first "
+        "(+1.5 ms after connect, stamped up to 5.0 ms late); first received #101"]
+
+
 # ---- explain(): missing data ------------------------------------------------------------------
 
 def test_no_send_times():
@@ -162,6 +204,13 @@ def test_no_send_times():
         t["send_ms"], t["last_send_ms"] = [], None
     assert lines_for(1, timeline) == [
         "thread 1: #1–#16 lost, send times not recorded (handshake +4.0 ms after connect); first received #17"]
+
+
+def test_no_send_times_but_an_early_last_send():
+    timeline = copy.deepcopy(PUBSUB_TCP)
+    timeline["threads"][1].update(send_ms=[], last_send_ms=4.0)      # everything out before 5.1
+    assert lines_for(1, timeline) == [
+        "thread 1: #1–#16 sent before its handshake completed (+4.0 ms after connect); first received #17"]
 
 
 def test_no_connect_time_counts_from_t0():
