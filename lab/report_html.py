@@ -52,8 +52,8 @@ pre{background:#f6f6f6;padding:.5em;overflow:auto;font-size:11px;max-height:24em
 .tl .key span{display:inline-block;margin-right:.8em;white-space:nowrap}
 .tl .key i{display:inline-block;width:18px;height:7px;margin-right:4px;vertical-align:middle}
 .tl summary{cursor:pointer;color:#444}
-.tl .snd{fill:#9fb6cd} .tl .rcv{fill:#2e8b57} .tl .lost{fill:#d62728}
-.tl path{stroke-width:1.5;fill:none} .tl text.mk{font-weight:600;stroke:none}
+.tl .snd{fill:#9fb6cd} .tl .rcv{fill:#2e8b57} .tl .lost{fill:#d62728} .tl .band{fill:#1b7a3d;opacity:.12}
+.tl path{stroke-width:1.5;fill:none} .tl text.mk{font-weight:600} .tl .mk tspan{stroke:none}
 .tl .m-up{stroke:#1b7a3d;fill:#1b7a3d} .tl .m-slow{stroke:#a66f00;fill:#a66f00}
 .tl .m-fail{stroke:#c00;fill:#c00} .tl .m-end{stroke:#555;fill:#555}
 """
@@ -300,7 +300,7 @@ def _notes(report: dict, timeline: dict) -> str:
 def _key() -> str:
     bars = "".join(f'<span><i style="background:{c}"></i>{escape(t)}</span>' for c, t in (
         ("#9fb6cd", "sending (first to last send)"), ("#2e8b57", "receiving (first to last)"),
-        ("#d62728", "first pings lost")))
+        ("#d62728", "first pings lost"), ("#dde9e1", "when the connection really came up (events stamped late)")))
     marks = "".join(f"<span><b>{escape(m)}</b> {escape(t)}</span>" for m, t in KEY)
     return f'<p class="note key">{bars}</p><p class="note key">{marks}</p>'
 
@@ -382,18 +382,19 @@ def _charts(timeline: dict, rows: list) -> str:
     events = _events_by_lane(timeline)
     threads = _threads(timeline)
     lost = {r["id"]: tl.lost_at_start(r) for r in rows if isinstance(r, dict) and "id" in r}
+    lag = tl.stamp_lag(timeline)
     whole = _Scale.over(_times(threads[:LANES], events))
     end = _startup_end(threads[:LANES], events, lost)
     if end is None or end - whole.lo > 0.4 * (whole.hi - whole.lo):
-        return _chart(threads, events, lost, whole)
+        return _chart(threads, events, lost, whole, lag)
     start = _Scale(whole.lo, whole.lo + 1.25 * (end - whole.lo))
     return (f'<p class="note">the start (first {_n(start.hi - start.lo)} ms; bars go on past the right edge)</p>'
-            + _chart(threads, events, lost, start)
+            + _chart(threads, events, lost, start, lag)
             + f'<p class="note">the whole run ({_n(whole.hi - whole.lo)} ms)</p>'
-            + _chart(threads, events, lost, whole))
+            + _chart(threads, events, lost, whole, lag))
 
 
-def _chart(threads: list, events: dict, lost: dict, scale: _Scale) -> str:
+def _chart(threads: list, events: dict, lost: dict, scale: _Scale, lag: float = 0.0) -> str:
     shown = threads[:LANES]
     lanes = [(k[0], None, events[k]) for k in (("receiver",), ("other sender",)) if k in events]
     lanes += [(f"thread {t['id']}", t, events.get(t["id"], [])) for t in shown]
@@ -403,7 +404,7 @@ def _chart(threads: list, events: dict, lost: dict, scale: _Scale) -> str:
            _grid(scale, len(lanes) * LANE_H)]
     for i, (label, thread, lane_events) in enumerate(lanes):
         out.append(_lane(i * LANE_H, label, thread, lane_events, scale,
-                         lost.get(thread["id"]) if thread else None))
+                         lost.get(thread["id"]) if thread else None, lag))
     y = len(lanes) * LANE_H
     if more:
         out.append(f'<text x="{LEFT}" y="{y + 15}" fill="#555">+{more} more threads (not drawn)</text>')
@@ -430,13 +431,14 @@ def _axis(scale: _Scale, y: float) -> str:
     return "".join(out)
 
 
-def _lane(y: float, label: str, thread: dict | None, events: list, scale: _Scale, lost) -> str:
+def _lane(y: float, label: str, thread: dict | None, events: list, scale: _Scale, lost, lag: float) -> str:
     stripe = f'<rect x="0" y="{y}" width="{WIDTH}" height="{LANE_H}" fill="#f7f7f7"/>' if y % (2 * LANE_H) else ""
     cls = ' class="lost"' if lost else ""
     title = f"<title>{escape(LANE_TITLES[label])}</title>" if label in LANE_TITLES else ""
     out = [f'<g class="lane" data-lane="{escape(label)}">', stripe,
            f'<text x="{LEFT - 6}" y="{y + 16}" text-anchor="end"{cls}>{title}{escape(label)}</text>']
     if thread is not None:
+        out.append(_link_band(y, thread["id"], events, scale, lag))
         out.append(_bars(y, thread, scale, lost))
     out.append(_marks(y, [e for e in events if scale.lo <= e["t_ms"] <= scale.hi], scale))
     out.append("</g>")
@@ -485,6 +487,16 @@ def _lost_span(thread: dict, lost: tuple) -> tuple:
     return start, end
 
 
+def _link_band(y: float, tid: int, events: list, scale: _Scale, lag: float) -> str:
+    """Where the thread's connection really came up: its stamp is late by up to `lag`, so the
+    event happened somewhere in the band [stamp - lag, stamp] (explain() says the same)."""
+    t = tl.link_time({"events": events}, tid)
+    if t is None or lag < 0.05:
+        return ""
+    return _span(scale, t - lag, t, y + 9, 12, "band", f"connection up somewhere in {_n(t - lag)}–{_n(t)} ms "
+                 f"(monitor events stamped up to {_n(lag)} ms late)")
+
+
 def _marks(y: float, events: list, scale: _Scale) -> str:
     """A tick per event at its time (one path per colour; ticks on the same half unit drawn
     once: a 100-thread receiver has hundreds); labels per cluster: an event whose label would
@@ -502,16 +514,31 @@ def _marks(y: float, events: list, scale: _Scale) -> str:
     out = [f'<path class="{cls}" d="{"".join(f"M{_n(x)} {y + 9}v12" for x in sorted(xs))}"/>'
            for cls, xs in sorted(ticks.items())]
     for x, members in clusters:
-        out.append(f'<text class="mk {MARK_CLASS[members[0][0]]}" x="{_n(x + 1.5)}" y="{y + 8}">'
-                   f"<title>{escape(_cluster_title(members))}</title>{escape(_cluster_label(members))}</text>")
+        label = _cluster_label(members)
+        if x + len(label) * LETTER_W > WIDTH:
+            where = f'x="{_n(x - 1.5)}" text-anchor="end"'
+        else:
+            where = f'x="{_n(x + 1.5)}"'
+        out.append(f'<text class="mk" {where} y="{y + 8}"><title>{escape(_cluster_title(members))}</title>'
+                   f"{_cluster_spans(members)}</text>")
     return "".join(out)
 
 
-def _cluster_label(members: list) -> str:
+def _cluster_counts(members: list) -> dict:
     counts: dict = {}
     for mark, _ in members:
         counts[mark] = counts.get(mark, 0) + 1
-    return " ".join(m if n == 1 else f"{m}×{n}" for m, n in counts.items())
+    return counts
+
+
+def _cluster_label(members: list) -> str:
+    return " ".join(m if n == 1 else f"{m}×{n}" for m, n in _cluster_counts(members).items())
+
+
+def _cluster_spans(members: list) -> str:
+    """The label with each letter in its own colour ('c C H': slow, then up)."""
+    return " ".join(f'<tspan class="{MARK_CLASS[m]}">{escape(m if n == 1 else f"{m}×{n}")}</tspan>'
+                    for m, n in _cluster_counts(members).items())
 
 
 def _cluster_title(members: list, most: int = 8) -> str:

@@ -159,7 +159,8 @@ def test_a_run_with_a_timeline_draws_a_lane_per_thread_under_its_explanation():
         assert lanes(chart) == ["receiver", "thread 0", "thread 1", "thread 2", "thread 3"]
         assert "ms since t0" in chart
     # explain()'s own words, above the chart
-    line = "thread 1: #1–#16 sent before its handshake completed (+0.8 ms after connect); first received #17"
+    line = ("thread 1: #1–#12 sent before its handshake completed (+0.8 ms after connect, stamped up to 0.2 ms "
+            "late), #13–#16 sent too close to its handshake to tell which came first; first received #17")
     assert line in html and html.index(line) < html.index("<svg")
     # lost pings drawn red on the threads that lost them, and only there
     lost_lanes = [re.search(r'data-lane="([^"]+)"', g).group(1)
@@ -255,3 +256,26 @@ def test_a_run_without_a_timeline_renders_as_before():
     assert "<svg" not in without and 'class="tl"' not in without
     stripped = re.sub(r'<details class="tl">.*?</details>|<div class="tl">.*?</div>', "", with_tl, flags=re.S)
     assert stripped == without           # the timeline adds its blocks and changes nothing else
+
+
+def test_a_late_stamping_monitor_shows_where_the_connection_really_came_up():
+    html, _ = timeline_page(outcomes=("lost",), collector_delay_ms=0.0, monitor_lag_ms=0.5)
+    bands = re.findall(r'<rect class="band"[^>]*><title>([^<]*)</title>', svgs(html)[0])
+    assert len(bands) == 4 and "stamped up to 0.5 ms late" in bands[0]
+    punctual, _ = timeline_page(outcomes=("lost",), collector_delay_ms=0.0)
+    assert 'class="band"' not in punctual
+
+
+def test_a_label_at_the_right_edge_ends_at_its_mark():
+    def shutdown_last(report):      # the shutdown sender's socket: the run's very last events
+        out = with_timeline(report)
+        events = out["timeline"]["events"]
+        end = max(e["t_ms"] for e in events)
+        events += [dict(events[1], thread=None, event=name, t_ms=end + 0.1 * k)
+                   for k, name in enumerate(("CONNECT_DELAYED", "CONNECTED", "HANDSHAKE_SUCCEEDED"), 1)]
+        return out
+    html, _ = timeline_page(outcomes=("lost",), transform=shutdown_last)
+    lane = re.search(r'<g class="lane" data-lane="other sender">.*?</g>', svgs(html)[-1], flags=re.S).group(0)
+    label = re.search(r'<text class="mk" x="([\d.]+)" text-anchor="end"', lane)
+    assert label and float(label.group(1)) <= report_html.WIDTH - report_html.RIGHT
+    assert ">c</tspan> <tspan class=\"m-up\">C</tspan> <tspan class=\"m-up\">H</tspan>" in lane
