@@ -241,7 +241,7 @@ def _good_timeline(v: Verdict) -> str:
     """A passing run's timeline, for comparison with the failing ones: only the first, and
     folded, so that a 10-run cell of a full sweep does not carry ten charts nobody asked for."""
     for i, run in enumerate(v.runs, 1):
-        if run.outcome not in FAILURES and run.outcome != INFRA and isinstance(run.report.get("timeline"), dict):
+        if run.outcome not in FAILURES and run.outcome != INFRA and isinstance(run.timeline, dict):
             return (f"<details class=\"tl\"><summary>timeline of run {i} ({escape(run.outcome)})</summary>"
                     f"{_timeline(run)}</details>")
     return ""
@@ -249,7 +249,7 @@ def _good_timeline(v: Verdict) -> str:
 
 def _timeline(run: RunSummary) -> str:
     """The run's explanation lines, its chart and the notes on clocks and monitoring."""
-    timeline = run.report.get("timeline")
+    timeline = run.timeline
     if not isinstance(timeline, dict):
         return ""
     lines = _explained(run, timeline)
@@ -262,7 +262,7 @@ def _timeline(run: RunSummary) -> str:
 
 def _explained(run: RunSummary, timeline: dict) -> list:
     """The run's own explanation when it made one (its harness's words), else ours."""
-    own = run.report.get("explain")
+    own = run.explain
     if isinstance(own, list):
         return own
     params = run.report.get("params") or {}
