@@ -21,6 +21,12 @@ Cells that cannot be compared on rates:
     BASE inconsistent                                       -> not-compared
     different threads/msgs                                  -> not-compared (unfair match)
     in one sweep only                                       -> not-compared
+
+Cells are matched by pattern/transport/label, the label naming the topology ('@containers'),
+so a topology is only ever compared with itself. Comparing one pin with another (BASE A, NEW
+B), NEW's pairs of the two pins (containers: A -> B, B -> A) are a *rolling upgrade*: each is
+judged against BASE's A -> A of its column, the fleet it replaces, in a section of its own;
+got worse there is got worse (exit 1). A run's pins are its cells' targets, pairs aside.
 """
 from __future__ import annotations
 
@@ -79,6 +85,7 @@ class Change:
     reason: str
     base: Side | None
     new: Side | None
+    pair: str = ""                   # a rolling upgrade's 'SENDER>RECEIVER' (judged against BASE's own)
 
     @property
     def label(self) -> str:
@@ -97,6 +104,10 @@ class Comparison:
 
     def having(self, status: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.status == status)
+
+    @property
+    def rolling(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.pair)
 
     @property
     def worse(self) -> tuple[Change, ...]:
@@ -165,7 +176,10 @@ def judge(base: Side | None, new: Side | None) -> tuple[str, str]:
 
 
 def _targets(m: Matrix) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v.cell.target for v in m.verdicts))
+    """The pins a run is about: its cells' targets, pairs of two pins aside (a run of nothing
+    else is about all of theirs)."""
+    own = [v.cell.target for v in m.verdicts if not v.cell.sender]
+    return tuple(dict.fromkeys(own or [v.cell.target for v in m.verdicts]))
 
 
 def match_mode(base: Matrix, new: Matrix) -> str:
@@ -190,26 +204,36 @@ def compare(base: Matrix, new: Matrix) -> Comparison:
     mode = match_mode(base, new)
     tb, tn = _targets(base), _targets(new)
 
+    def rolling(v: Verdict) -> bool:
+        return mode == "column" and bool(v.cell.sender) and {v.cell.sender, v.cell.target} == {tb[0], tn[0]}
+
     def ident(v: Verdict):
-        return v.cell.key if mode == "key" else v.cell.column
+        if mode == "key":
+            return v.cell.key
+        return ((v.cell.row,) if v.cell.sender else ()) + v.cell.column   # other pairs: only themselves
     b = {ident(v): v for v in base.verdicts}
-    n = {ident(v): v for v in new.verdicts}
+    n = {ident(v): v for v in new.verdicts if not rolling(v)}
     # Column order: BASE's, then cells only NEW has, each in canonical cell order.
     order = {}
-    for v in list(base.verdicts) + list(new.verdicts):
+    for v in list(base.verdicts) + [v for v in new.verdicts if not rolling(v)]:
         order.setdefault(ident(v), (v.cell.target if mode == "key" else "", v.cell.order))
     rows = {t: i for i, t in enumerate(dict.fromkeys(tb + tn))}
     ids = sorted(order, key=lambda i: (rows.get(order[i][0], 0), order[i][1]))
     pairs = []
     for i in ids:
         v = b.get(i) or n.get(i)
-        column = (v.cell.target,) + v.cell.column if mode == "key" else v.cell.column
+        column = (v.cell.row,) + v.cell.column if mode == "key" else i
         pairs.append((column, Side.of(b[i]) if i in b else None, Side.of(n[i]) if i in n else None))
+    upgrade = [v for v in new.verdicts if rolling(v)]
     notes = [f"WARNING: {side} run {m.run_id} is PARTIAL ({len(m.verdicts)} of {m.planned} cells); "
              f"cells it lacks are not compared" for side, m in (("BASE", base), ("NEW", new)) if m.partial]
     if base.run_id == new.run_id and base.created == new.created:
         notes.append(f"WARNING: BASE and NEW are the same run ({base.run_id}): nothing can change")
-    return Comparison(base.run_id, new.run_id, mode, ",".join(tb), ",".join(tn), compare_sides(pairs),
+
+    def mixed(v: Verdict) -> Change:
+        own = Side.of(b[v.cell.column]) if v.cell.column in b else None      # BASE's A -> A
+        return Change(v.cell.column, *judge(own, Side.of(v)), own, Side.of(v), v.cell.row)
+    return Comparison(base.run_id, new.run_id, mode, ",".join(tb), ",".join(tn), compare_sides(pairs) + tuple(map(mixed, upgrade)),
                       tuple(notes))
 
 
@@ -232,9 +256,10 @@ def _title(c: Comparison) -> str:
 
 
 def table(c: Comparison) -> str:
-    """Terminal table: changed cells first (worse, better), then the unchanged ones."""
+    """Terminal table: changed cells first (worse, better), then the unchanged ones; a rolling
+    upgrade's mixed pairs after them, in a table of their own."""
     order = {s: i for i, s in enumerate(STATUSES)}
-    rows = sorted(c.changes, key=lambda ch: order[ch.status])
+    rows = sorted((ch for ch in c.changes if not ch.pair), key=lambda ch: order[ch.status])
     head = ("cell", "BASE", "NEW", "change")
     cells = [(ch.label, ch.base.text() if ch.base else "-", ch.new.text() if ch.new else "-",
               _MARK[ch.status]) for ch in rows]
@@ -245,7 +270,28 @@ def table(c: Comparison) -> str:
         out.append(line(r))
         if ch.status != "unchanged" or ch.reason.startswith("within noise"):
             out.append("    " + ch.reason)
-    return "\n".join(out + ["", headline(c)]) + "\n"
+    return "\n".join(out + _rolling_table(c, order) + ["", headline(c)]) + "\n"
+
+
+def _rolling_note(c: Comparison) -> str:
+    return (f"rolling upgrade (mixed pairs): each pair of {c.base_target} and {c.new_target} in two containers, "
+            f"judged against {c.base_target} -> {c.base_target} (BASE)")
+
+
+def _rolling_table(c: Comparison, order: dict) -> list[str]:
+    if not c.rolling:
+        return []
+    rows = sorted(c.rolling, key=lambda ch: order[ch.status])
+    head = ("cell", "sender>receiver", "BASE", "NEW", "change")
+    cells = [(ch.label, ch.pair, ch.base.text() if ch.base else "-", ch.new.text(), _MARK[ch.status]) for ch in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(head)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    out = ["", _rolling_note(c), "", line(head), "-" * (sum(widths) + 8)]
+    for ch, r in zip(rows, cells):
+        out.append(line(r))
+        if ch.status != "unchanged" or ch.reason.startswith("within noise"):
+            out.append("    " + ch.reason)
+    return out
 
 
 def markdown(c: Comparison) -> str:
@@ -253,13 +299,20 @@ def markdown(c: Comparison) -> str:
            "A cell changed only when the 95% Wilson intervals of its failure rates separate.", ""]
     for status, title in (("worse", "Got worse"), ("better", "Got better"),
                           ("not-compared", "Not compared"), ("unchanged", "Unchanged")):
-        group = c.having(status)
+        group = tuple(ch for ch in c.having(status) if not ch.pair)
         if not group:
             continue
         out += [f"## {title} ({len(group)})", "", "| cell | BASE | NEW | why |", "|---|---|---|---|"]
         for ch in group:
             out.append(f"| {ch.label} | {ch.base.text() if ch.base else '-'} | "
                        f"{ch.new.text() if ch.new else '-'} | {ch.reason.replace('|', chr(92) + '|')} |")
+        out.append("")
+    if c.rolling:
+        out += [f"## Rolling upgrade (mixed pairs) ({len(c.rolling)})", "", _rolling_note(c) + ".", "",
+                "| cell | sender>receiver | BASE | NEW | change | why |", "|---|---|---|---|---|---|"]
+        for ch in c.rolling:
+            out.append(f"| {ch.label} | {ch.pair} | {ch.base.text() if ch.base else '-'} | {ch.new.text()} | "
+                       f"{_MARK[ch.status]} | {ch.reason.replace('|', chr(92) + '|')} |")
         out.append("")
     return "\n".join(out)
 

@@ -6,6 +6,11 @@ backend starts. From then on the request travels unchanged: the cells it expands
 scenario argv of each (Cell.scenario_argv), and the parameters a results directory records
 (`params`) all derive from it. Adding an axis means one field on `Axes` and its expansion
 rule in lab/cells.py.
+
+Topologies (docs/topology.md): `--topology threads,processes,containers` (or `all`) is one more
+axis; `--sender-target A --receiver-target B` runs A's senders against B's receiver, which only
+two containers can hold, so it implies `--topology containers` over tcp (a topology or transport
+list that leaves no such cell is an error, one that includes others collapses to it).
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from lab.cells import PATTERNS, TRANSPORTS, XPUB_PATTERNS, Cell, expand, parse_list, parse_poll_modes
+from lab.cells import (PATTERNS, TOPOLOGIES, TOPOLOGY_TRANSPORTS, TRANSPORTS, XPUB_PATTERNS, Cell, expand,
+                       parse_list, parse_poll_modes)
 from lab.errors import LabError
 from lab.results import check_output_dir, check_output_file
 from lab.targets import Target, load_targets, select
@@ -23,17 +29,25 @@ from scenarios import flags
 BACKENDS = ("auto", "docker", "local")
 # Upper bounds that keep every derived figure (hard timeouts, totals) representable: far above
 # any useful experiment, low enough that a typo (--threads 100000000000000000000) is refused.
-LIMITS = {"threads": 10_000, "msgs": 100_000_000, "repeat": 100_000, "max_repeat": 100_000}
+LIMITS = {"threads": 10_000, "msgs": 100_000_000, "repeat": 100_000, "max_repeat": 100_000, "jobs": 64}
 
 # `invoke matrix` with no flags: a quick, useful sweep (two stock wheels and one draft build,
 # every pattern, transport and poll/xpub variant, 3 runs each): a few minutes when warm.
 MATRIX_DEFAULTS = dict(targets="pyzmq-25.1.2,pyzmq-27.3.0,pyzmq-25.1.2-draft", patterns="all",
                        transports="all", variants="primary", poll="both", sync="none,xpub",
-                       threads=20, msgs=200, repeat=3, stall=2.0, sleep=0.0)
+                       threads=20, msgs=200, repeat=3, stall=2.0, sleep=0.0, topology="threads")
 # A CI sweep's share per target: every pattern x transport, poll off and on, each pattern's
 # primary variant; sized so a target takes minutes on a CI runner.
 SWEEP_DEFAULTS = dict(patterns="all", transports="all", poll="both", threads=10, msgs=100, repeat=5, stall=2.0)
 MAX_REPEAT = 20        # upgrade-check: most runs a cell gets while its intervals still overlap
+# `invoke interop`: every ordered pair of the buildable pins in two containers, over tcp, for the
+# patterns whose senders and receiver are different sockets that could meet across versions.
+INTEROP_DEFAULTS = dict(targets="all", patterns="pubsub,pushpull,routerdealer,pair", sync="none,xpub", poll="off",
+                        threads=10, msgs=100, repeat=3, stall=2.0, sleep=0.0, jobs=2)
+# upgrade-check's rolling upgrade: the mixed pairs of FROM and TO, on the patterns a fleet
+# mid-upgrade mixes (a PUB of one version, SUBs of the other; pipelines; brokers).
+ROLLING_PATTERNS = ("pubsub", "pushpull", "routerdealer")
+PAIR_FLAGS = "--sender-target/--receiver-target"
 
 
 def check_sizes(**values: int | None) -> None:
@@ -69,6 +83,7 @@ class RunSettings:
     MAX_SECONDS = 7 * 24 * 3600          # --stall, --sleep, --timeout: beyond this is a typo
     START_MARGIN_S = 1.0                 # a run's interpreter start and imports, in a --timeout's floor
     MAX_HARD_TIMEOUT_S = 1e8             # ~3 years: still representable by every clock and timer
+    CONTAINERS_MARGIN_S = 5.0            # a containers run: two execs, the report channel's hello
 
     def __post_init__(self):
         check_sizes(repeat=self.repeat)
@@ -102,12 +117,13 @@ class RunSettings:
     def hard_timeout(self, cell: Cell) -> float:
         """Above the stall window by a margin that grows with the work, so a slow but moving
         run is never killed; the in-process watchdog normally ends a stuck run long before."""
+        margin = self.CONTAINERS_MARGIN_S if cell.topology == "containers" else 0.0
         if self.timeout:
-            return self.timeout
+            return self.timeout + margin
         # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
         # leaves room for a loaded machine.
         polls = cell.msgs * 0.005 if cell.poll else 0.0
-        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls
+        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls + margin
         if not bound <= self.MAX_HARD_TIMEOUT_S:
             raise LabError("%s is too large to bound: its hard timeout would be %.3g s; lower --threads "
                            "or --msgs" % (cell.key, bound))
@@ -121,8 +137,11 @@ class RunSettings:
         """The cell as the harness will parse it (its flags.parse namespace); a bad flag is a
         LabError before any run, and a cell too large to bound is refused."""
         self.hard_timeout(cell)
+        # A containers cell's argv lacks the role and addresses: the backend adds them to each
+        # container's copy. The receiver's own flags are what the run report states.
+        role = ["--role", "receiver"] if cell.topology == "containers" else []
         try:
-            return flags.parse(self.argv(cell))
+            return flags.parse(self.argv(cell) + role)
         except flags.FlagError as exc:
             raise LabError("%s: %s" % (cell.key, exc)) from None
 
@@ -135,10 +154,12 @@ class Axes:
     variants: str | tuple[str, ...] = "primary"     # 'primary', 'all' or names
     polls: tuple[bool, ...] = (False, True)
     syncs: tuple[str, ...] = ("none",)
+    topologies: tuple[str, ...] = ("threads",)
 
     @classmethod
     def from_cli(cls, patterns: str = "all", transports: str = "all", variants: str = "primary",
-                 poll: str = "both", sync: str = "none", sync_is_default: bool = False) -> "Axes":
+                 poll: str = "both", sync: str = "none", sync_is_default: bool = False,
+                 topology: str = "threads") -> "Axes":
         chosen = parse_list(patterns, PATTERNS, "pattern")
         syncs = parse_list(sync, ("none", "xpub"), "sync mode")
         if sync_is_default and not set(chosen) & set(XPUB_PATTERNS):
@@ -146,17 +167,31 @@ class Axes:
         if variants not in ("primary", "all"):
             variants = tuple(v.strip() for v in variants.split(",") if v.strip())
         return cls(chosen, parse_list(transports, TRANSPORTS, "transport"), variants,
-                   parse_poll_modes(poll), syncs)
+                   parse_poll_modes(poll), syncs, parse_list(topology, TOPOLOGIES, "topology"))
 
-    def cells(self, targets, threads: int, msgs: int) -> tuple[Cell, ...]:
+    def cells(self, targets, threads: int, msgs: int, senders=()) -> tuple[Cell, ...]:
         return expand(targets, self.patterns, self.transports, poll_modes=self.polls,
                       variants=None if self.variants == "primary" else self.variants,
-                      sync_modes=self.syncs, threads=threads, msgs=msgs)
+                      sync_modes=self.syncs, threads=threads, msgs=msgs, topologies=self.topologies,
+                      senders=senders)
+
+
+def pair_topology(topology: str, sender: str | None, receiver: str | None) -> str:
+    """The topology list a command line asks for: the pair flags imply containers (the default
+    'threads' gives way to it; any other topology named with them is an error)."""
+    if not sender and not receiver:
+        return topology
+    named = parse_list(topology, TOPOLOGIES, "topology")
+    if named not in (("threads",), ("containers",)):
+        raise LabError("%s run the pair in two containers, not --topology %s" % (PAIR_FLAGS, topology))
+    return "containers"
 
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """`matrix` and `sweep-run`: cells of targets x axes, run with `settings` into OUT/<run-id>/."""
+    """`matrix` and `sweep-run`: cells of targets x axes, run with `settings` into OUT/<run-id>/.
+    With `senders` (pair flags), every receiver of `receivers` gets each sender's pins; `targets`
+    is then every pin the cells need (images, containers), receivers and senders alike."""
     targets: tuple[Target, ...]
     axes: Axes
     threads: int
@@ -164,6 +199,8 @@ class SweepRequest:
     settings: RunSettings
     backend: str
     out: Path
+    receivers: tuple[Target, ...] = ()     # () = every target receives (no pair flags)
+    senders: tuple[Target, ...] = ()       # () = each target sends to itself
 
     def __post_init__(self):
         check_sizes(threads=self.threads, msgs=self.msgs)
@@ -174,14 +211,23 @@ class SweepRequest:
     @classmethod
     def from_cli(cls, targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
                  threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
-                 inject: str | None = None) -> "SweepRequest":
+                 inject: str | None = None, topology: str = "threads", sender_target: str | None = None,
+                 receiver_target: str | None = None) -> "SweepRequest":
+        """The pair flags: `--sender-target A` sends from A to every target of --targets,
+        `--receiver-target B` from every target to B, both: the one pair A -> B."""
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
         check_backend(backend)
         axes = Axes.from_cli(patterns, transports, variants, poll, sync,
-                             sync_is_default=sync == MATRIX_DEFAULTS["sync"])
-        return cls(select(load_targets(), targets), axes, threads, msgs,
-                   RunSettings.from_cli(repeat, stall, sleep, inject=inject), backend,
-                   check_output_dir(out, "--out"))
+                             sync_is_default=sync == MATRIX_DEFAULTS["sync"],
+                             topology=pair_topology(topology, sender_target, receiver_target))
+        chosen = select(load_targets(), targets)
+        receivers = senders = ()
+        if sender_target or receiver_target:
+            receivers = select(load_targets(), [receiver_target]) if receiver_target else chosen
+            senders = select(load_targets(), [sender_target]) if sender_target else chosen
+            chosen = tuple(dict.fromkeys(receivers + senders))
+        return cls(chosen, axes, threads, msgs, RunSettings.from_cli(repeat, stall, sleep, inject=inject), backend,
+                   check_output_dir(out, "--out"), receivers, senders)
 
     @classmethod
     def one_target(cls, target: str, out: str, threads: int, msgs: int, repeat: int, stall: float,
@@ -196,40 +242,63 @@ class SweepRequest:
 
     @cached_property
     def cells(self) -> tuple[Cell, ...]:
-        return self.axes.cells(self.targets, self.threads, self.msgs)
+        return self.axes.cells(self.receivers or self.targets, self.threads, self.msgs, senders=self.senders)
 
     @property
     def params(self) -> dict:
         """What the results directory records of this request (matrix.json `params`)."""
-        return {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
-                "stall": self.settings.stall, "sleep": self.settings.sleep}
+        params = {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
+                  "stall": self.settings.stall, "sleep": self.settings.sleep,
+                  "topology": list(self.axes.topologies)}
+        if self.senders:
+            params.update(senders=[t.name for t in self.senders], receivers=[t.name for t in self.receivers])
+        return params
 
 
 @dataclass(frozen=True)
 class ScenarioRequest:
-    """`scenario`: one cell of one target, run `settings.repeat` times."""
+    """`scenario`: one cell of one target (the receiver's, with a `sender` of another pin), run
+    `settings.repeat` times; with several topologies, that cell in each, one after the other."""
     target: Target
-    cell: Cell
+    cells: tuple[Cell, ...]
     settings: RunSettings
     backend: str
     json_path: Path | None
+    sender: Target | None = None       # the senders' pin when not `target`
 
     def __post_init__(self):
         check_backend(self.backend)
-        self.settings.check(self.cell)
+        if self.json_path is not None and len(self.cells) > 1:
+            raise LabError("--json holds one verdict: name one --topology (matrix writes one per cell)")
+        for cell in self.cells:
+            self.settings.check(cell)
+
+    @property
+    def cell(self) -> Cell:
+        return self.cells[0]
 
     @classmethod
     def from_cli(cls, target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
                  poll: bool, sync: str, sleep: float, stall: float, repeat: int, backend: str,
-                 json: str | None, timeout: float, inject: str | None) -> "ScenarioRequest":
+                 json: str | None, timeout: float, inject: str | None, topology: str = "threads",
+                 sender_target: str | None = None, receiver_target: str | None = None) -> "ScenarioRequest":
         names = [n.strip() for n in target.split(",")]
         if len(names) != 1 or not names[0]:
             raise LabError("--target takes one target name, got %r (matrix runs several)" % target)
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
         chosen = select(load_targets(), names)[0]
-        cell = Cell(chosen.name, pattern, transport, variant or "default", poll, sync, threads, msgs)
-        return cls(chosen, cell, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
-                   check_output_file(json, "--json") if json is not None else None)
+        receiver = select(load_targets(), [receiver_target])[0] if receiver_target else chosen
+        sender = select(load_targets(), [sender_target])[0] if sender_target else chosen
+        if (sender_target or receiver_target) and transport != "tcp":
+            raise LabError("%s run the pair in two containers over tcp, not %s" % (PAIR_FLAGS, transport))
+        topologies = parse_list(pair_topology(topology, sender_target, receiver_target), TOPOLOGIES, "topology")
+        if len(topologies) > 1:         # as in a matrix: the topologies that can carry the transport
+            topologies = tuple(t for t in topologies if transport in TOPOLOGY_TRANSPORTS[t]) or topologies
+        cells = tuple(Cell(receiver.name, pattern, transport, variant or "default", poll, sync, threads, msgs,
+                           topology, sender.name if topology == "containers" else "") for topology in topologies)
+        return cls(receiver, cells, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
+                   check_output_file(json, "--json") if json is not None else None,
+                   sender if sender.name != receiver.name else None)
 
 
 @dataclass(frozen=True)
@@ -281,17 +350,19 @@ class PairRequest:
     markdown: Path | None
     max_repeat: int | None = None
     run: bool = True           # False: `compare` of two results directories, nothing to run
+    rolling: bool = False      # upgrade-check: also the mixed pairs FROM -> TO and TO -> FROM (containers)
 
     @classmethod
     def from_cli(cls, base: str, new: str, threads: int, msgs: int, repeat: int, stall: float, backend: str,
                  out: str, markdown: str | None, patterns: str = "all", transports: str = "all",
-                 poll: str = "both", max_repeat: int | None = None, run: bool = True) -> "PairRequest":
+                 poll: str = "both", max_repeat: int | None = None, run: bool = True,
+                 rolling: bool = False) -> "PairRequest":
         check_sizes(threads=threads, msgs=msgs, repeat=repeat, max_repeat=max_repeat)
         check_backend(backend)
         md = check_output_file(markdown, "--markdown") if markdown is not None else None
         axes = Axes.from_cli(patterns, transports, "primary", poll, "none")
         return cls(base, new, axes, threads, msgs, RunSettings.from_cli(repeat, stall, 0.0), backend,
-                   check_output_dir(out, "--out") if run else None, md, max_repeat, run)
+                   check_output_dir(out, "--out") if run else None, md, max_repeat, run, rolling)
 
     @classmethod
     def for_compare(cls, base: str, new: str, threads: int, msgs: int, repeat: int, stall: float,
@@ -307,3 +378,65 @@ class PairRequest:
     def params(self) -> dict:
         return {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
                 "stall": self.settings.stall, "sleep": self.settings.sleep}
+
+    def rolling_cells(self) -> tuple[tuple[Cell, ...], tuple[Cell, ...]]:
+        """A rolling upgrade's cells (containers over tcp, ROLLING_PATTERNS among the chosen
+        ones), split by the results directory they belong to: BASE gets FROM -> FROM, the
+        reference; NEW gets TO -> TO, FROM -> TO and TO -> FROM, what the upgrade brings."""
+        if not self.rolling:
+            return (), ()
+        patterns = [p for p in ROLLING_PATTERNS if p in self.axes.patterns]
+        base, new = self.base, self.new
+
+        def cells(receiver: str, sender: str) -> tuple[Cell, ...]:
+            return tuple(Cell(receiver, p, "tcp", threads=self.threads, msgs=self.msgs, topology="containers",
+                              sender=sender) for p in patterns)
+        return cells(base, base), cells(new, new) + cells(new, base) + cells(base, new)
+
+
+@dataclass(frozen=True)
+class InteropRequest:
+    """`interop`: every ordered pair of `targets` (sender x receiver, the diagonal A -> A too: one
+    pin in two containers) in the containers topology over tcp, `jobs` cells at a time."""
+    targets: tuple[Target, ...]
+    axes: Axes
+    threads: int
+    msgs: int
+    settings: RunSettings
+    backend: str
+    out: Path
+    jobs: int = 1
+
+    def __post_init__(self):
+        check_sizes(threads=self.threads, msgs=self.msgs, jobs=self.jobs)
+        if self.backend == "local":
+            raise LabError("interop runs every pair in two containers: it needs the docker backend, not local")
+        check_backend(self.backend)
+        for cell in self.cells[:1] + self.cells[-1:]:     # one shape: the first and the last say it all
+            self.settings.check(cell)
+
+    @classmethod
+    def from_cli(cls, targets: str, patterns: str, sync: str, poll: str, threads: int, msgs: int, repeat: int,
+                 stall: float, sleep: float, backend: str, out: str, jobs: int) -> "InteropRequest":
+        """`targets` 'all' means every pin that can be built here (a broken one named is skipped
+        with its reason, as in a matrix)."""
+        check_sizes(threads=threads, msgs=msgs, repeat=repeat, jobs=jobs)
+        check_backend(backend)
+        chosen = select(load_targets(), targets)
+        if targets.strip() == "all":
+            chosen = tuple(t for t in chosen if not t.broken)
+        axes = Axes.from_cli(patterns, "tcp", "primary", poll, sync,
+                             sync_is_default=sync == INTEROP_DEFAULTS["sync"], topology="containers")
+        return cls(chosen, axes, threads, msgs, RunSettings.from_cli(repeat, stall, sleep), backend,
+                   check_output_dir(out, "--out"), jobs)
+
+    @cached_property
+    def cells(self) -> tuple[Cell, ...]:
+        """Receiver-major (its row of the matrix), each receiver with every sender in pin order."""
+        return self.axes.cells(self.targets, self.threads, self.msgs, senders=self.targets)
+
+    @property
+    def params(self) -> dict:
+        return {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
+                "stall": self.settings.stall, "sleep": self.settings.sleep, "topology": ["containers"],
+                "interop": [t.name for t in self.targets], "jobs": self.jobs}

@@ -137,3 +137,74 @@ def test_a_cell_whose_runs_were_all_lost_to_the_infrastructure_is_not_compared()
     new = build("r2", "docker", [make_verdict(["lost", "lost"])], created="t2")
     [change] = cmp.compare(base, new).changes
     assert change.status == "not-compared" and "every run was lost to the infrastructure" in change.reason
+
+
+# ---- topologies and the rolling upgrade's mixed pairs --------------------------------------------
+
+def containers(receiver, pattern="pushpull", sender=""):
+    from lab.cells import Cell
+    return Cell(receiver, pattern, "tcp", threads=4, msgs=50, topology="containers", sender=sender)
+
+
+def test_topologies_are_compared_only_with_themselves():
+    base = build("b", "docker", [make_verdict(["ok"] * 5, make_cell(A, "pushpull")),
+                                 make_verdict(["ok"] * 5, containers(A))], created="t1")
+    new = build("n", "docker", [make_verdict(["ok"] * 5, make_cell(B, "pushpull")),
+                                make_verdict(["lost"] * 5, containers(B))], created="t2")
+    c = cmp.compare(base, new)
+    assert c.matched_by == "column" and not c.rolling
+    assert {ch.label: ch.status for ch in c.changes} == {"pushpull/tcp/default": "unchanged",
+                                                        "pushpull/tcp/default@containers": "worse"}
+
+
+def test_a_rolling_upgrades_mixed_pairs_are_judged_against_base_own_pairs():
+    """NEW holds B -> B and the mixed A -> B, B -> A: each mixed pair is compared with BASE's
+    A -> A of its column (the fleet it replaces); the threads cells compare as ever."""
+    base = build("b", "docker", [make_verdict(["ok"] * 5, make_cell(A, "pubsub")),
+                                 make_verdict(["ok"] * 5, containers(A, "pubsub")),
+                                 make_verdict(["ok"] * 5, containers(A))], created="t1")
+    new = build("n", "docker", [make_verdict(["ok"] * 5, make_cell(B, "pubsub")),
+                                make_verdict(["ok"] * 5, containers(B, "pubsub")),
+                                make_verdict(["ok"] * 5, containers(B)),
+                                make_verdict(["lost"] * 5, containers(B, "pubsub", sender=A)),
+                                make_verdict(["ok"] * 5, containers(A, "pubsub", sender=B)),
+                                make_verdict(["ok", "lost", "ok", "ok", "ok"], containers(B, sender=A))], created="t2")
+    c = cmp.compare(base, new)
+    assert c.matched_by == "column" and (c.base_target, c.new_target) == (A, B)
+    plain = {ch.label: ch.status for ch in c.changes if not ch.pair}
+    assert plain == {"pubsub/tcp/default": "unchanged", "pubsub/tcp/default@containers": "unchanged",
+                     "pushpull/tcp/default@containers": "unchanged"}
+    mixed = {(ch.label, ch.pair): ch for ch in c.rolling}
+    assert set(mixed) == {("pubsub/tcp/default@containers", f"{A}>{B}"), ("pubsub/tcp/default@containers", f"{B}>{A}"),
+                          ("pushpull/tcp/default@containers", f"{A}>{B}")}
+    worse = mixed[("pubsub/tcp/default@containers", f"{A}>{B}")]
+    assert worse.status == "worse" and worse.base.key == f"{A}/pubsub/tcp/default@containers"
+    assert mixed[("pushpull/tcp/default@containers", f"{A}>{B}")].reason.startswith("within noise")
+    assert c.exit_code == 1 and c.tally()["worse"] == 1
+    text = cmp.table(c)
+    assert f"rolling upgrade (mixed pairs): each pair of {A} and {B} in two containers, judged against {A} -> {A}" \
+        in text
+    line = next(ln for ln in text.splitlines() if f"{A}>{B}" in ln and ln.startswith("pubsub"))
+    assert line.split() == ["pubsub/tcp/default@containers", f"{A}>{B}", "ok", "5/5", "LOST", "5/5", "WORSE"]
+    assert text.rstrip().endswith("1 got worse; 0 better, 5 unchanged, 0 not compared (6 cells)")
+    md = cmp.markdown(c)
+    assert "## Rolling upgrade (mixed pairs) (3)" in md
+    assert f"| pubsub/tcp/default@containers | {A}>{B} | ok 5/5 | LOST 5/5 | WORSE |" in md
+    assert "## Got worse" not in md            # the worse pair is in its own section, not twice
+
+
+def test_comparisons_without_pairs_render_as_before():
+    base = make_matrix({(A, "pushpull", "tcp"): ["ok"] * 5}, run_id="base")
+    new = make_matrix({(B, "pushpull", "tcp"): ["ok"] * 5}, run_id="new")
+    c = cmp.compare(base, new)
+    assert not c.rolling and "rolling" not in cmp.table(c) and "Rolling" not in cmp.markdown(c)
+
+
+def test_two_interop_runs_of_the_same_pins_match_pair_by_pair():
+    cells = [containers(A), containers(B, sender=A), containers(A, sender=B), containers(B)]
+    base = build("b", "docker", [make_verdict(["ok"] * 5, c) for c in cells], created="t1")
+    new = build("n", "docker", [make_verdict(["lost"] * 5 if c.sender == A else ["ok"] * 5, c) for c in cells],
+                created="t2")
+    c = cmp.compare(base, new)
+    assert c.matched_by == "key" and not c.rolling
+    assert [ch.label for ch in c.worse] == [f"{A}>{B}/pushpull/tcp/default@containers"]
