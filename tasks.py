@@ -24,6 +24,7 @@ from lab import app
 
 D = app.MATRIX_DEFAULTS
 S = app.SWEEP_DEFAULTS
+I = app.INTEROP_DEFAULTS  # noqa: E741
 
 USAGE, INTERNAL = 2, 3
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -80,9 +81,15 @@ COMMON = {
     "sleep": "seconds between the senders finishing and the shutdown message (originals: 1; matrix default 0, see docs/fidelity.md)",
     "backend": "auto (Docker if an engine answers, else local processes), docker or local",
 }
+TOPOLOGY = {
+    "topology": "where the two sides run: threads (one process, default), processes (two; ipc or tcp), "
+                "containers (two, Docker only; tcp); a comma list or 'all' (each where its transport allows)",
+    "sender-target": "the senders' pin, in its own container (implies --topology containers over tcp)",
+    "receiver-target": "the receiver's pin, in its own container (implies --topology containers over tcp)",
+}
 
 
-@task(help=dict(COMMON, target="target name from pins.toml (see `invoke targets`)",
+@task(help=dict(COMMON, **TOPOLOGY, target="target name from pins.toml (see `invoke targets`)",
                 pattern="pair, pubsub, pushpull, clientserver, routerdealer, scattergather, radiodish, peer or channel",
                 transport="inproc, ipc or tcp",
                 variant="pattern variant (thread-safe patterns: shared, per-thread)",
@@ -95,13 +102,14 @@ COMMON = {
 @lab_task
 def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", variant="", threads=10, msgs=1000,
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
-             timeout=0.0, inject=None):
+             timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
     return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
-                                                     sync, sleep, stall, repeat, backend, json, timeout, inject))
+                                                     sync, sleep, stall, repeat, backend, json, timeout, inject,
+                                                     topology, sender_target, receiver_target))
 
 
-@task(help=dict(COMMON, targets="comma list of targets, or 'all' (default: a quick, useful set)",
+@task(help=dict(COMMON, **TOPOLOGY, targets="comma list of targets, or 'all' (default: a quick, useful set)",
                 patterns="comma list or 'all'", transports="comma list or 'all'",
                 variants="'primary' (each pattern's first variant), 'all', or a comma list",
                 poll="'both', 'on' or 'off'", sync="comma list of none,xpub (xpub applies to pubsub)",
@@ -111,12 +119,29 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
 @lab_task
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
-           repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None):
+           repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
+           topology=D["topology"], sender_target=None, receiver_target=None):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
-                                                msgs, repeat, stall, sleep, backend, out))
+                                                msgs, repeat, stall, sleep, backend, out, None, topology,
+                                                sender_target, receiver_target))
+
+
+@task(help=dict(COMMON, targets="comma list of targets, or 'all' (default: every pin that can be built here)",
+                patterns="comma list or 'all' (default: pubsub, pushpull, routerdealer, pair)",
+                sync="comma list of none,xpub (xpub applies to pubsub)", poll="'off' (default), 'on' or 'both'",
+                jobs="cells run at once (each is a receiver and a sender container)",
+                backend="auto or docker: every pair runs in two containers",
+                out="results root; the run writes OUT/<run-id>/ with interop.md, .json, .html"))
+@lab_task
+def interop(c, targets=I["targets"], patterns=I["patterns"], sync=I["sync"], poll=I["poll"], threads=I["threads"],
+            msgs=I["msgs"], repeat=I["repeat"], stall=I["stall"], sleep=I["sleep"], jobs=I["jobs"], backend="auto",
+            out="results"):
+    """Every ordered pair of pins (sender x receiver, each in its own container over tcp): one heatmap per pattern."""
+    return app.interop_grid(app.InteropRequest.from_cli(targets, patterns, sync, poll, threads, msgs, repeat, stall,
+                                                        sleep, backend, out, jobs))
 
 
 @task(help={"targets": "comma list of targets, or 'all' (default)",
@@ -197,13 +222,18 @@ def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="au
 @task(name="upgrade-check",
       help=dict(SIZES, **MARKDOWN, from_="the target you run now", to="the target you consider moving to",
                 max_repeat="most runs a cell gets while its intervals overlap but its rates differ",
-                patterns="comma list or 'all'", transports="comma list or 'all'", poll="'both', 'on' or 'off'"))
+                patterns="comma list or 'all'", transports="comma list or 'all'", poll="'both', 'on' or 'off'",
+                rolling="with a Docker engine, also the mixed pairs FROM -> TO and TO -> FROM in containers "
+                        "(pubsub, pushpull, routerdealer over tcp), judged against FROM -> FROM "
+                        "(--no-rolling skips them)"))
 @lab_task
 def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=app.MAX_REPEAT, stall=2.0,
-                  backend="auto", out="results", patterns="all", transports="all", poll="both", markdown=None):
+                  backend="auto", out="results", patterns="all", transports="all", poll="both", markdown=None,
+                  rolling=True):
     """Run two targets on the same cells (adding runs where the noise decides), then compare."""
     return app.upgrade_check(app.PairRequest.from_cli(from_, to, threads, msgs, repeat, stall, backend, out,
-                                                      markdown, patterns, transports, poll, max_repeat))
+                                                      markdown, patterns, transports, poll, max_repeat,
+                                                      rolling=rolling))
 
 
 @task(help={"results": "a results run directory", "path": "the baseline file to refresh",

@@ -4,6 +4,7 @@ Outcome: the text for stdout and the exit code. tasks.py only parses, calls one 
 and prints. Progress goes to stderr as it happens (lab.session.say)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,20 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import compare as cmp
-from lab import render, results
+from lab import engine, interop, render, results
 from lab import reproduce as rep
 from lab import sweep
 from lab.cells import Cell
 from lab.errors import Interrupted, LabError
-from lab.requests import (MATRIX_DEFAULTS, MAX_REPEAT, SWEEP_DEFAULTS, PairRequest, ReproduceRequest,
-                          RunSettings, ScenarioRequest, SweepRequest, check_backend)
+from lab.requests import (INTEROP_DEFAULTS, MATRIX_DEFAULTS, MAX_REPEAT, SWEEP_DEFAULTS, InteropRequest,
+                          PairRequest, ReproduceRequest, RunSettings, ScenarioRequest, SweepRequest, check_backend)
 from lab.results import check_output_dir, check_output_file
-from lab.runner import run_cell
+from lab.runner import Progress, Readiness, extend_run, judge_cell, run_cell, run_matrix
 from lab.session import choose_backend, ensure_images, open_run, say
 from lab.targets import load_targets, select
+from lab.verdicts import judge_runs
 
-__all__ = ["Interrupted", "LabError", "MATRIX_DEFAULTS", "MAX_REPEAT", "SWEEP_DEFAULTS", "Outcome",
-           "PairRequest", "ReproduceRequest", "ScenarioRequest", "SweepRequest"]
+__all__ = ["Interrupted", "LabError", "INTEROP_DEFAULTS", "MATRIX_DEFAULTS", "MAX_REPEAT", "SWEEP_DEFAULTS",
+           "Outcome", "InteropRequest", "PairRequest", "ReproduceRequest", "ScenarioRequest", "SweepRequest"]
 
 
 @dataclass(frozen=True)
@@ -37,23 +39,31 @@ class Outcome:
 # ---- running cells ------------------------------------------------------------------------------
 
 def scenario(request: ScenarioRequest) -> Outcome:
-    cell, settings, target = request.cell, request.settings, request.target
-    backend = choose_backend(request.backend, results.new_run_id(), (target,))
+    """The cell (in each topology asked for, one after the other). A containers cell on a
+    backend that cannot run two peers is a skipped verdict, with the backend's reason."""
+    settings, target = request.settings, request.target
+    pins = (target,) + ((request.sender,) if request.sender else ())
+    backend = choose_backend(request.backend, results.new_run_id(), pins)
+    verdicts = []
     try:
-        reason = backend.prepare(target)
-        if reason:
-            raise LabError("%s cannot run on the %s backend: %s" % (target.name, backend.name, reason))
-        say("Running %s %d times (stall %.1f s, hard timeout %.0f s per run)" % (
-            cell.key, settings.repeat, settings.stall, settings.hard_timeout(cell)))
-        verdict = run_cell(backend, target, cell, settings, on_run=lambda n, r: say(
-            "  run %d/%d: %s — %s" % (n, settings.repeat, r["outcome"], r["reason"])))
+        for pin in pins:
+            reason = backend.prepare(pin)
+            if reason:
+                raise LabError("%s cannot run on the %s backend: %s" % (pin.name, backend.name, reason))
+        for cell in request.cells:
+            say("Running %s %d times (stall %.1f s, hard timeout %.0f s per run)" % (
+                cell.key, settings.repeat, settings.stall, settings.hard_timeout(cell)))
+            verdicts.append(run_cell(backend, target, cell, settings, sender=request.sender, on_run=lambda n, r: say(
+                "  run %d/%d: %s — %s" % (n, settings.repeat, r["outcome"], r["reason"]))))
     finally:
         backend.close()
     if request.json_path:
-        results.write_json_atomic(request.json_path, verdict.to_dict(), "verdict")
+        results.write_json_atomic(request.json_path, verdicts[0].to_dict(), "verdict")
         say("verdict written to %s" % request.json_path)
-    # 1 also when nothing could be judged (every run lost to the infrastructure): no check was made
-    return Outcome(render.verdict_line(verdict), 1 if verdict.failed or verdict.n == 0 else 0)
+    # 1 also when nothing could be judged (every run lost to the infrastructure, a skipped
+    # topology): no check was made
+    return Outcome("\n".join(map(render.verdict_line, verdicts)),
+                   1 if any(v.failed or v.n == 0 for v in verdicts) else 0)
 
 
 def matrix(request: SweepRequest) -> Outcome:
@@ -78,13 +88,17 @@ def resume(run_dir: str, backend: str) -> Outcome:
     cells = tuple(Cell.from_dict(c) for c in p["plan"])
     settings = RunSettings(repeat=p["repeat"], stall=p["stall"], sleep=p["sleep"], timeout=p.get("timeout"),
                            extra=tuple(p.get("extra") or ()))
-    targets = select(load_targets(), list(dict.fromkeys(c.target for c in cells)))
+    targets = select(load_targets(), list(dict.fromkeys(n for c in cells for n in (c.target, c.sender_target))))
     request = _Resumed(targets, cells, p, settings)
     done = [v for v in results.load_verdicts(folder) if v.cell.key in {c.key for c in cells}]
     chosen = old.backend.split("+")[0] if backend == "auto" else backend
     runner = choose_backend(chosen, folder.name, targets)
     say("Resuming %s: %d of %d cells left (x %d repeats)" % (folder, len(cells) - len(done), len(cells),
                                                              settings.repeat))
+    if "interop" in p:           # an interop grid: its own pace (jobs) and its own reports
+        run_matrix(runner, targets, cells, settings, folder, request.params,
+                   Progress((len(cells) - len(done)) * settings.repeat), done=done, jobs=p.get("jobs", 1))
+        return _grid(folder)
     return _table(sweep.run_into(request, folder, runner, done))
 
 
@@ -104,6 +118,34 @@ class _Resumed:
 def _table(run_dir: Path) -> Outcome:
     say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))
     return Outcome(render.table(results.load_matrix(run_dir)).rstrip("\n"))
+
+
+def interop_grid(request: InteropRequest) -> Outcome:
+    """Every ordered pair of the pins, each side in its own container: a results directory as
+    `matrix` writes one, plus interop.md/.json/.html; the heatmaps and the odd cells printed."""
+    if request.backend == "auto":
+        ok, why = engine.available()
+        if not ok:
+            raise LabError("interop runs every pair in two containers and needs a Docker engine: %s" % why)
+    run_dir, backend = open_run(request.out, "docker", request.targets)
+    cells, repeat = request.cells, request.settings.repeat
+    say("Results: %s (%d pins: %d pairs x %d patterns = %d cells x %d runs, %d cell(s) at a time)" % (
+        run_dir, len(request.targets), len(request.targets) ** 2, len(cells) // max(1, len(request.targets) ** 2),
+        len(cells), repeat, request.jobs))
+    run_matrix(backend, request.targets, cells, request.settings, run_dir, request.params,
+               Progress(len(cells) * repeat), jobs=request.jobs)
+    return _grid(run_dir)
+
+
+def _grid(run_dir: Path) -> Outcome:
+    from lab import report_interop
+    built = results.load_matrix(run_dir)
+    grid = interop.build(built)
+    results.write_text_atomic(run_dir / "interop.md", interop.markdown(grid))
+    results.write_text_atomic(run_dir / "interop.json", interop.to_json(grid))
+    results.write_text_atomic(run_dir / "interop.html", report_interop.render(grid))
+    say("Wrote %s (matrix.json, matrix.md, cells/) and interop.md, interop.json, interop.html" % run_dir)
+    return Outcome(interop.table(grid, built).rstrip("\n"))
 
 
 def reproduce(request: ReproduceRequest) -> Outcome:
@@ -175,7 +217,58 @@ def compare(request: PairRequest) -> Outcome:
 def upgrade_check(request: PairRequest) -> Outcome:
     base, new = sweep.run_pair(request)
     say("BASE %s\nNEW  %s" % (base, new))
-    return _comparison(cmp.compare(sweep.load(base), sweep.load(new)), request.markdown)
+    note = _rolling_upgrade(request, base, new) if request.rolling else ""
+    comparison = cmp.compare(sweep.load(base), sweep.load(new))
+    if note:
+        comparison = dataclasses.replace(comparison, notes=comparison.notes + (note,))
+    return _comparison(comparison, request.markdown)
+
+
+def _rolling_upgrade(request: PairRequest, base_dir: Path, new_dir: Path) -> str:
+    """FROM -> FROM, TO -> TO and the mixed pairs FROM -> TO, TO -> FROM in containers, added to
+    the two run directories (lab.compare judges the pairs against FROM -> FROM); runs are added
+    while a pair's intervals and FROM -> FROM's overlap, as run_pair does. Returns a note when
+    they could not run (no Docker engine), else ''."""
+    base_cells, new_cells = request.rolling_cells()
+    if not base_cells:
+        return "rolling upgrade (mixed pairs): not run: none of pubsub, pushpull, routerdealer was chosen"
+    if request.backend == "local":
+        return "rolling upgrade (mixed pairs): not run: the local backend runs no containers"
+    ok, why = engine.available()
+    if not ok:
+        return "rolling upgrade (mixed pairs): not run: no Docker engine (%s)" % why
+    pins = select(load_targets(), [request.base, request.new])
+    backend = choose_backend("docker", new_dir.name + "-rolling", pins)
+    settings = request.settings
+    max_repeat = max(request.max_repeat or settings.repeat, settings.repeat)
+    progress = Progress((len(base_cells) + len(new_cells)) * settings.repeat)
+    ready = Readiness(backend, pins, progress)
+    say("Rolling upgrade: %s and %s mixed, in containers over tcp" % (request.base, request.new))
+    judged: dict = {}
+    try:
+        for cell in base_cells + new_cells:
+            judged[cell.key] = judge_cell(backend, ready, cell, settings, progress)
+        own = {c.pattern: c for c in base_cells}          # the FROM -> FROM each pair is judged against
+        while True:
+            undecided = [c for c in new_cells if not judged[c.key].skip_reason
+                         and not judged[own[c.pattern].key].skip_reason
+                         and cmp.judge(cmp.Side.of(judged[own[c.pattern].key]), cmp.Side.of(judged[c.key]))[1]
+                         .startswith("within noise")
+                         and max(judged[c.key].n, judged[own[c.pattern].key].n) + sweep.STEP <= max_repeat]
+            if not undecided:
+                break
+            for cell in list({own[c.pattern].key: own[c.pattern] for c in undecided}.values()) + undecided:
+                more = run_cell(backend, ready.by_name[cell.target], cell,
+                                dataclasses.replace(settings, repeat=sweep.STEP), sender=ready.by_name[cell.sender_target])
+                judged[cell.key] = judge_runs(cell, [r.report for r in judged[cell.key].runs + more.runs])
+            say("  %d pair(s) still inside the noise: more runs" % len(undecided))
+    finally:
+        progress.close()
+        backend.close()
+        for run_dir, cells in ((base_dir, base_cells), (new_dir, new_cells)):   # what finished is kept
+            if any(c.key in judged for c in cells):
+                extend_run(run_dir, [judged[c.key] for c in cells if c.key in judged], backend.name)
+    return ""
 
 
 def sweep_gate(results_dir: str, baseline: str, markdown: str | None, allow_partial: bool) -> Outcome:

@@ -2,15 +2,26 @@
 of runs the in-process watchdog could not report. Never retries a run to hide a failure:
 every run a cell had is in its verdict. Only a run lost to the infrastructure (outcome
 'infra': its container killed, paused or removed from outside, an engine error) is run once
-more, in a fresh container; it stays in the verdict as evidence, counted apart."""
+more, in a fresh container; it stays in the verdict as evidence, counted apart.
+
+Topologies: a `threads` or `processes` cell is one `backend.run` (the scenario program starts
+its own second process). A `containers` cell is one `backend.run_peers` per run: a receiver and
+a sender container, maybe of two pins; the receiver's report is the run's, with the sender's own
+account attached when it never reached the receiver (scenarios/merge.py). A backend that cannot
+run two peers says so by raising LabError from run_peers before anything ran (the local backend
+always does): the cell is then skipped with that one line, as an unbuildable target is, never
+an error of the target."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import rich.progress
 from rich.console import Console
@@ -24,6 +35,10 @@ from lab.requests import RunSettings
 from lab.targets import Target
 from lab.verdicts import INFRA, Verdict, judge_runs, skipped
 from scenarios import flags
+from scenarios import merge     # the sender's own output, attached when its account never arrived
+
+if TYPE_CHECKING:
+    from lab.backends.base import PeerResult
 
 STDERR_TAIL = 20000  # characters of a dead run's stderr kept as evidence (faulthandler stacks)
 
@@ -34,7 +49,8 @@ def lab_report(cell: Cell, target: Target, settings: RunSettings, outcome: str, 
     tail = (result.stderr or "")[-STDERR_TAIL:]
     infra = outcome == INFRA
     if not infra:       # an outside event says nothing about the target's versions
-        reason += " [target %s pins pyzmq %s, libzmq %s]" % (target.name, target.pyzmq, target.libzmq)
+        reason += " [target %s pins pyzmq %s, libzmq %s%s]" % (target.name, target.pyzmq, target.libzmq,
+                                                              "; sender %s" % cell.sender if cell.sender else "")
     stalled = result.timed_out and not infra
     report = {
         "schema": "zmqlab.run/1",
@@ -130,16 +146,55 @@ def report_of(result: ProcessResult, cell: Cell, target: Target, settings: RunSe
                       "the scenario exited with status %s and no report" % result.returncode, result)
 
 
+def peers_result(peers: PeerResult) -> ProcessResult:
+    """The receiver's result, charged with the sender's outside event: a sender container
+    killed or removed from outside leaves the receiver waiting, which is no finding."""
+    rx, tx = peers.receiver, peers.sender
+    if tx.infra and not rx.infra:
+        return dataclasses.replace(rx, infra="the sender's " + tx.infra)
+    return rx
+
+
+def peers_report(peers: PeerResult, cell: Cell, target: Target, settings: RunSettings, timeout: float) -> dict:
+    """A containers run's report: the receiver's, with the sender's own output attached."""
+    report = report_of(peers_result(peers), cell, target, settings, timeout)
+    return merge.attach(report, peers.sender.stdout, peers.sender.stderr)
+
+
+class CannotPair(Exception):
+    """The backend cannot run two peers (its one-line reason): the cell is skipped."""
+
+
+def _one_run(backend: Backend, target: Target, sender: Target, cell: Cell, argv: list[str], settings: RunSettings,
+             timeout: float) -> dict:
+    if cell.topology != "containers":
+        return report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
+    run_peers = getattr(backend, "run_peers", None)
+    if run_peers is None:
+        raise CannotPair("the %s backend cannot run a receiver and a sender container" % backend.name)
+    try:
+        peers = run_peers(target, sender, argv, timeout)
+    except LabError as exc:
+        raise CannotPair(str(exc)) from None
+    return peers_report(peers, cell, target, settings, timeout)
+
+
 def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings,
-             on_run: Callable[[int, dict], None] | None = None) -> Verdict:
+             on_run: Callable[[int, dict], None] | None = None, sender: Target | None = None) -> Verdict:
     """Run one cell `settings.repeat` times and judge it. A run lost to the infrastructure is
-    run once more (the backend gave it a fresh container); both reports are kept."""
+    run once more (the backend gave it a fresh container); both reports are kept. `sender`:
+    the senders' pin of a containers cell of two pins (default: `target`)."""
     timeout = settings.hard_timeout(cell)
     argv = settings.argv(cell)
     reports = []
     for i in range(settings.repeat):
         for attempt in (1, 2):
-            report = report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
+            try:
+                report = _one_run(backend, target, sender or target, cell, argv, settings, timeout)
+            except CannotPair as exc:
+                if reports:         # it ran before: the backend broke mid-cell, which is no skip
+                    raise LabError("%s: %s" % (cell.key, exc)) from None
+                return skipped(cell, str(exc))
             if report["outcome"] == INFRA and attempt == 1:
                 report["reason"] += "; the run was made again in a fresh container"
             reports.append(report)
@@ -161,6 +216,7 @@ class Progress:
         self.console = Console(file=stream, highlight=False)
         self.tty = self.console.is_terminal
         self.total, self._done = total_runs, 0
+        self._lock = threading.Lock()        # runs end in worker threads when cells run at once
         self.bar = None
         if self.tty:
             self.bar = rich.progress.Progress(
@@ -181,9 +237,14 @@ class Progress:
             self.bar.update(self.task, completed=value)
 
     def run_finished(self, label: str, n: int, outcome: str):
-        self.done += 1
+        with self._lock:
+            self.done += 1
         if self.bar is not None:
             self.bar.update(self.task, now="%s #%d %s" % (label, n, outcome))
+
+    def add(self, runs: int) -> None:
+        with self._lock:
+            self.done += runs
 
     def cell_finished(self, verdict: Verdict):
         self.note(render.verdict_line(verdict))
@@ -252,23 +313,33 @@ class RunFiles:
 
 def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell], settings: RunSettings,
                run_dir: Path, params: dict, progress: Progress | None = None,
-               done: Sequence[Verdict] = ()) -> matrix_mod.Matrix:
-    """Run every cell not already `done` (a resumed run), target by target, into `run_dir`
-    (RunFiles: no interruption leaves a run without its matrix.json)."""
+               done: Sequence[Verdict] = (), jobs: int = 1) -> matrix_mod.Matrix:
+    """Run every cell not already `done` (a resumed run) into `run_dir` (RunFiles: no
+    interruption leaves a run without its matrix.json). `targets`: every pin the cells need,
+    as receiver or sender. One cell at a time, receiver by receiver in pin order, each target's
+    containers released as soon as no later cell needs them; with `jobs` > 1, that many cells at
+    once and every container kept up until the end (a grid of pairs needs them all throughout)."""
     if not cells:
         raise LabError("no cells to run")
     finished = {v.cell.key for v in done}
-    todo = [c for c in cells if c.key not in finished]
+    place = {t.name: i for i, t in enumerate(targets)}
+    todo = sorted((c for c in cells if c.key not in finished), key=lambda c: place[c.target])
+    rows = [t for t in targets if any(c.target == t.name for c in cells)] or list(targets)
     progress = progress or Progress(len(todo) * settings.repeat)
-    files = RunFiles(run_dir, backend.name, targets, cells, settings, params, done)
+    files = RunFiles(run_dir, backend.name, rows, cells, settings, params, done)
     files.begin()
+    ready = Readiness(backend, targets, progress)
     try:
-        for target in targets:
-            mine = [c for c in todo if c.target == target.name]
-            if mine:
-                for verdict in _target_cells(backend, target, mine, settings, progress):
-                    files.add(verdict)
-                backend.release(target)
+        if jobs > 1:
+            for verdict in _at_once(backend, ready, todo, settings, progress, jobs):
+                files.add(verdict)
+        else:
+            last = {name: i for i, c in enumerate(todo) for name in (c.target, c.sender_target)}
+            for i, cell in enumerate(todo):
+                files.add(judge_cell(backend, ready, cell, settings, progress))
+                for target in targets:
+                    if last.get(target.name) == i:
+                        backend.release(target)
     finally:
         progress.close()
         backend.close()
@@ -279,20 +350,80 @@ def run_matrix(backend: Backend, targets: Sequence[Target], cells: Sequence[Cell
     return built
 
 
-def _target_cells(backend: Backend, target: Target, cells: Sequence[Cell], settings: RunSettings,
-                  progress: Progress):
-    """One target's verdicts, cell by cell (skipped ones when the backend cannot run it)."""
-    reason = backend.prepare(target)
+class Readiness:
+    """Each target prepared once (backend.prepare); a cell is skipped, with the reason, when its
+    receiver's or its sender's pin cannot run on this backend (said once per target)."""
+
+    def __init__(self, backend: Backend, targets: Sequence[Target], progress: Progress):
+        self.backend, self.progress = backend, progress
+        self.by_name = {t.name: t for t in targets}
+        self.reasons: dict[str, str | None] = {}
+
+    def _prepare(self, name: str) -> str | None:
+        if name not in self.reasons:
+            self.reasons[name] = self.backend.prepare(self.by_name[name])
+            if self.reasons[name]:
+                self.progress.note("skipping %s: %s" % (name, self.reasons[name]))
+        return self.reasons[name]
+
+    def reason(self, cell: Cell) -> str | None:
+        own = self._prepare(cell.target)
+        if own or not cell.sender:
+            return own
+        theirs = self._prepare(cell.sender)
+        return "sender %s: %s" % (cell.sender, theirs) if theirs else None
+
+
+def judge_cell(backend: Backend, ready: Readiness, cell: Cell, settings: RunSettings,
+               progress: Progress) -> Verdict:
+    """One cell's verdict (a skipped one when its pins cannot run here), counted on `progress`."""
+    reason = ready.reason(cell)
     if reason:
-        progress.note("skipping %s: %s" % (target.name, reason))
-        progress.done += len(cells) * settings.repeat
-        for cell in cells:
-            yield skipped(cell, reason)
-        return
-    for cell in cells:
-        label = "%s %s" % (target.name, "/".join(cell.column))
-        verdict = run_cell(backend, target, cell, settings,
-                           on_run=lambda n, r, label=label: progress.run_finished(label, n, r["outcome"]))
-        progress.done += settings.repeat - len(verdict.runs)   # unsupported stops early
-        progress.cell_finished(verdict)
-        yield verdict
+        progress.add(settings.repeat)
+        return skipped(cell, reason)
+    label = "%s %s" % (cell.row, "/".join(cell.column))
+    verdict = run_cell(backend, ready.by_name[cell.target], cell, settings,
+                       on_run=lambda n, r: progress.run_finished(label, n, r["outcome"]),
+                       sender=ready.by_name[cell.sender_target])
+    progress.add(settings.repeat - len(verdict.runs))      # unsupported stops early, skips run nothing
+    progress.cell_finished(verdict)
+    return verdict
+
+
+def _at_once(backend: Backend, ready: Readiness, todo: Sequence[Cell], settings: RunSettings,
+             progress: Progress, jobs: int):
+    """`jobs` cells at a time (the backend's run and run_peers are thread-safe), verdicts in
+    the order they end. Every pin is prepared first, here: prepare() is not meant to race."""
+    for cell in todo:
+        ready.reason(cell)
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zmqlab-cell")
+    try:
+        pending = {pool.submit(judge_cell, backend, ready, cell, settings, progress) for cell in todo}
+        while pending:
+            ended, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in ended:
+                yield future.result()
+    finally:
+        # Ctrl-C or an error: nothing new starts; the runs under way end when close() removes
+        # their containers (run_matrix's finally), each within its hard timeout at worst.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def extend_run(run_dir: Path, verdicts: Sequence[Verdict], backend_name: str) -> matrix_mod.Matrix:
+    """A finished run directory with the verdicts of more cells added (its plan grows by them):
+    upgrade-check puts its rolling upgrade's pairs next to the cells they are judged against,
+    so `compare BASE NEW` of the same directories later says the same."""
+    old = results.load_matrix(run_dir)
+    keys = {v.cell.key for v in verdicts}
+    for verdict in verdicts:
+        results.save_verdict(run_dir, verdict)
+    plan = [c for c in old.params.get("plan") or () if Cell.from_dict(c).key not in keys]
+    plan += [v.cell.to_dict() for v in verdicts]
+    every = [v for v in old.verdicts if v.cell.key not in keys] + list(verdicts)
+    backends = list(dict.fromkeys(old.backend.split("+") + [backend_name]))
+    built = matrix_mod.build(old.run_id, "+".join(backends), every,
+                             params=dict(old.params, plan=plan, complete=len(every) == len(plan)),
+                             targets=old.targets, created=results.now_iso())
+    results.save_matrix(run_dir, built)
+    results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+    return built

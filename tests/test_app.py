@@ -217,3 +217,104 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_verdict(tmp_path, mo
     monkeypatch.setattr(results, "save_verdict", real)
     # the final matrix.json (written when the disk had room again) still holds the verdict
     assert [v["key"] for v in json.loads((run_dir / "matrix.json").read_text())["verdicts"]] == [cell.key]
+
+
+# ---- interop and the rolling upgrade, through the app with a fake backend ------------------------
+
+def _fake_docker(monkeypatch, backend, engine_ok=True):
+    from lab import app, engine
+    monkeypatch.setattr(engine, "available", lambda: (engine_ok, "" if engine_ok else "no socket at /x"))
+    monkeypatch.setattr(app, "choose_backend", lambda name, run_id, targets: backend)
+
+    def open_run(out, name, targets):
+        from lab import results
+        return results.new_run_dir(out), backend
+    monkeypatch.setattr(app, "open_run", open_run)
+
+
+def test_interop_writes_the_grid_beside_the_matrix(tmp_path, monkeypatch):
+    from lab import app
+    from test_runner import Fake
+    _fake_docker(monkeypatch, Fake())
+    request = app.InteropRequest.from_cli("pyzmq-25.1.2,pyzmq-26.4.0", "pushpull,pubsub", "none,xpub", "off", 2, 5, 1,
+                                          2.0, 0.0, "auto", str(tmp_path), 2)
+    outcome = app.interop_grid(request)
+    [run_dir] = list(tmp_path.iterdir())
+    assert {p.name for p in run_dir.iterdir()} >= {"matrix.json", "matrix.md", "cells", "interop.md", "interop.json",
+                                                  "interop.html"}
+    assert len(list((run_dir / "cells").iterdir())) == 4 * 3
+    assert outcome.code == 0 and "pubsub+xpub" in outcome.text and "odd cells" in outcome.text
+    assert json.loads((run_dir / "matrix.json").read_text())["params"]["interop"] == ["pyzmq-25.1.2", "pyzmq-26.4.0"]
+
+
+def test_interop_without_an_engine_is_one_line(tmp_path, monkeypatch):
+    from lab import app
+    from test_runner import Fake
+    _fake_docker(monkeypatch, Fake(), engine_ok=False)
+    request = app.InteropRequest.from_cli("pyzmq-25.1.2", "pair", "none", "off", 2, 5, 1, 2.0, 0.0, "auto",
+                                          str(tmp_path), 1)
+    with pytest.raises(app.LabError, match="interop runs every pair in two containers and needs a Docker engine: "
+                                           "no socket at /x"):
+        app.interop_grid(request)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _pair_dirs(tmp_path, base_outcomes, new_outcomes):
+    """Two finished upgrade-check run directories of threads cells (what sweep.run_pair leaves)."""
+    from lab import matrix, render, results
+    from lab.verdicts import judge_runs
+    from tests.factories import make_cell, make_reports
+    dirs = []
+    for target, outcomes in (("pyzmq-25.1.2", base_outcomes), ("pyzmq-26.4.0", new_outcomes)):
+        run_dir = results.new_run_dir(tmp_path)
+        cell = make_cell(target, "pushpull", threads=2, msgs=5)
+        v = judge_runs(cell, make_reports(outcomes, cell))
+        results.save_verdict(run_dir, v)
+        built = matrix.build(run_dir.name, "docker", [v], params={"threads": 2, "msgs": 5, "repeat": 5,
+                             "plan": [cell.to_dict()], "complete": True}, targets=[target], created="t")
+        results.save_matrix(run_dir, built)
+        results.write_text_atomic(run_dir / "matrix.md", render.markdown(built))
+        dirs.append(run_dir)
+    return dirs
+
+
+def test_upgrade_check_runs_the_rolling_upgrade_and_a_worse_mixed_pair_fails_it(tmp_path, monkeypatch):
+    from lab import app, sweep
+    from lab.backends.base import ProcessResult
+    from test_runner import Fake, PeerResult, _cell_of, out
+    from tests.factories import make_report
+    base_dir, new_dir = _pair_dirs(tmp_path, ["ok"] * 5, ["ok"] * 5)
+    monkeypatch.setattr(sweep, "run_pair", lambda request: (base_dir, new_dir))
+
+    def answer(receiver, sender, argv):      # the mixed pubsub pair 25.1.2 -> 26.4.0 loses, all else is fine
+        cell = _cell_of(receiver.name, argv, sender.name)
+        bad = cell.pattern == "pubsub" and cell.sender == "pyzmq-25.1.2"
+        return PeerResult(out(make_report("lost" if bad else "ok", cell, topology="containers")),
+                          ProcessResult("", "", 0, False, 0.1), "net")
+    _fake_docker(monkeypatch, Fake(answer))
+    request = app.PairRequest.from_cli("pyzmq-25.1.2", "pyzmq-26.4.0", 2, 5, 5, 2.0, "auto", str(tmp_path), None,
+                                       patterns="pushpull,pubsub", rolling=True)
+    outcome = app.upgrade_check(request)
+    assert outcome.code == 1
+    assert "rolling upgrade (mixed pairs)" in outcome.text
+    worse = next(ln for ln in outcome.text.splitlines() if "pyzmq-25.1.2>pyzmq-26.4.0" in ln and "pubsub" in ln)
+    assert worse.split()[-1] == "WORSE"
+    keys = {p.name for p in (new_dir / "cells").iterdir()}
+    assert "pyzmq-25.1.2>pyzmq-26.4.0__pubsub__tcp__default@containers.json" in keys and len(keys) == 1 + 2 * 3
+    assert len(list((base_dir / "cells").iterdir())) == 1 + 2
+    # compare of the same directories later says the same
+    again = app.compare(app.PairRequest.for_compare(str(base_dir), str(new_dir), 2, 5, 5, 2.0, "local", "results", None))
+    assert again.code == 1 and again.text == outcome.text
+
+
+def test_upgrade_check_without_an_engine_notes_the_rolling_upgrade_was_not_run(tmp_path, monkeypatch):
+    from lab import app, sweep
+    from test_runner import Fake
+    base_dir, new_dir = _pair_dirs(tmp_path, ["ok"] * 5, ["ok"] * 5)
+    monkeypatch.setattr(sweep, "run_pair", lambda request: (base_dir, new_dir))
+    _fake_docker(monkeypatch, Fake(), engine_ok=False)
+    request = app.PairRequest.from_cli("pyzmq-25.1.2", "pyzmq-26.4.0", 2, 5, 5, 2.0, "auto", str(tmp_path), None,
+                                       rolling=True)
+    outcome = app.upgrade_check(request)
+    assert outcome.code == 0
+    assert "rolling upgrade (mixed pairs): not run: no Docker engine (no socket at /x)" in outcome.text
