@@ -230,7 +230,8 @@ class Run:
             elif self.role == "receiver":           # a silent sender: this side's stacks tell nothing
                 stall["stacks"] = {}
         timeline = self.timeline(rows) if not unsupported else None
-        explained = timeline_mod.explain(timeline, rows, pattern=self.args.pattern) if timeline else []
+        explained = timeline_mod.explain(timeline, rows, pattern=self.args.pattern,
+                                         transport=self.args.transport) if timeline else []
         if explained and outcome == "lost":
             reason += "; " + explained[0]
         duration = now - self.started

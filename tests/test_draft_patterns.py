@@ -137,10 +137,11 @@ def load(name, zmq, monkeypatch):
 def make_ctl(harness, ctx=None, pattern=None, poll=False, nowait=False, linger=30000):
     """The harness's own Ctl (what a pattern's code calls) on a minimal run."""
     args = SimpleNamespace(sync="none", poll=poll, nowait=nowait, linger=linger)
-    run = SimpleNamespace(args=args, last_progress=0.0, pattern=pattern)
+    monitor = SimpleNamespace(watch=lambda sock, thread, side=None: None, settle=lambda thread: None)
+    run = SimpleNamespace(args=args, last_progress=0.0, pattern=pattern, monitor=monitor)
     run.progress = lambda: setattr(run, "last_progress", time.monotonic())
     run.socket = lambda kind: ctx.socket(kind)
-    record = SimpleNamespace(id=0, attempted=0, completed=0, refused=set(), state="open")
+    record = SimpleNamespace(id=0, attempted=0, completed=0, refused=set(), state="open", connect_ns=None)
     return harness.Ctl(run, record)
 
 
