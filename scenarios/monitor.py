@@ -13,6 +13,7 @@ PAIRs afterwards (a zmq socket may move between threads, never be used by two at
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -59,6 +60,7 @@ class Monitor:
         self._seen = threading.Condition()
         self._pending = {}              # thread -> monitors handed over, not yet read once
         self._per_thread = {}
+        self._count = 0
         self._lock = threading.Lock()
         self._thread = None
 
@@ -80,9 +82,13 @@ class Monitor:
             if n >= SOCKETS_PER_THREAD:
                 return
             self._per_thread[thread] = n + 1
+            self._count += 1
+            n = self._count
         try:
-            mon = sock.get_monitor_socket()
-        except zmq.ZMQError as exc:         # e.g. a draft socket type that refuses it
+            # Our own inproc name: pyzmq's default is built from the socket's FD, which a
+            # thread-safe (draft) socket does not have.
+            mon = sock.get_monitor_socket(addr="inproc://zmqlab-monitor-%d-%d" % (os.getpid(), n))
+        except (zmq.ZMQError, AttributeError) as exc:     # a socket type that refuses it
             self.why_not = "zmq_socket_monitor failed: %s" % exc
             return
         with self._seen:
