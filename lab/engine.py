@@ -16,6 +16,9 @@ so a lab killed with SIGKILL leaves objects that the next lab recognises as orph
 Every container the lab starts (a target's cell container, an image's verification
 container) gets the same sandbox (sandbox()): uid 65534, no network, every capability
 dropped, no-new-privileges, a read-only root with a tmpfs /tmp, pids and memory limits.
+The one exception is the network of the `containers` topology's peers (lab/backends/peers.py):
+they join their run's own internal network (no route out, nothing published), and only that
+differs.
 """
 from __future__ import annotations
 
@@ -152,6 +155,12 @@ def available(timeout: float = 2.0) -> tuple[bool, str]:
 
 # ---------------------------------------------------------------- bounded retries
 
+def exec_refused(exc: docker.errors.APIError) -> bool:
+    """The engine would not create an exec because the container is gone (404), or stopped or
+    paused (409): a fresh container can take it."""
+    return exc.status_code in (404, 409)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Engine hiccups worth another try: no connection, a timeout, a 5xx answer."""
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
@@ -218,17 +227,29 @@ def image_provenance(image: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- the sandbox
 
 def sandbox(*, mem_limit: str = MEM_LIMIT, pids_limit: int = PIDS_LIMIT, tmpfs_size: str = TMPFS_SIZE,
-            mounts: Mapping[str, str] | None = None) -> dict[str, Any]:
+            mounts: Mapping[str, str] | None = None, network: str | None = None) -> dict[str, Any]:
     """Keyword arguments for containers.create() that every lab container gets. `mounts` maps
-    host directories to read-only paths inside (the scenarios for cell containers)."""
+    host directories to read-only paths inside (the scenarios for cell containers). `network`
+    names a lab network (internal, created by the lab) to join at create time instead of having
+    none: the peers of the containers topology talk over it. Nothing else is relaxed for them."""
+    # docker-py refuses `network` together with `network_mode`: exactly one of the two
+    where: dict[str, Any] = {"network": network} if network else {"network_mode": "none"}
     return dict(
-        network_mode="none", user=USER, cap_drop=["ALL"], read_only=True,
+        **where, user=USER, cap_drop=["ALL"], read_only=True,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs_size},mode=1777"},
         pids_limit=pids_limit, mem_limit=mem_limit, memswap_limit=mem_limit,
         security_opt=["no-new-privileges"], init=True,
         volumes={host: {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()},
         environment=dict(SANDBOX_ENV), working_dir="/tmp",
     )
+
+
+# The network the peers of the containers topology join (lab/backends/peers.py), the other half
+# of their sandbox: a bridge of their own with no route out (internal) and without an IPv4
+# address of the host on it (inhibit_ipv4), since an internal network only drops forwarded
+# traffic and the bridge's address would still reach the host's own sockets.
+PEER_NETWORK = dict(driver="bridge", internal=True,
+                    options={"com.docker.network.bridge.inhibit_ipv4": "true"})
 
 
 def owner_alive(labels: dict[str, str]) -> bool:

@@ -119,3 +119,18 @@ def test_the_verification_container_gets_the_cell_sandbox_and_the_run_labels():
     kwargs.pop("detach")
     assert kwargs == engine.sandbox()
     assert client.containers.container.removed
+
+
+def test_a_peer_of_the_containers_topology_differs_from_the_sandbox_only_in_its_network():
+    box, peer = engine.sandbox(), engine.sandbox(network="zmqlab-r-net")
+    assert box.pop("network_mode") == "none" and "network" not in box
+    assert peer.pop("network") == "zmqlab-r-net" and "network_mode" not in peer   # docker-py: not both
+    assert peer == box
+    assert engine.PEER_NETWORK["internal"] is True and engine.PEER_NETWORK["driver"] == "bridge"
+    assert engine.PEER_NETWORK["options"] == {"com.docker.network.bridge.inhibit_ipv4": "true"}
+
+
+def test_an_exec_is_refused_only_by_a_container_gone_stopped_or_paused():
+    assert engine.exec_refused(docker.errors.NotFound("gone", response=_response(404)))
+    assert engine.exec_refused(docker.errors.APIError("paused", response=_response(409)))
+    assert not engine.exec_refused(docker.errors.APIError("boom", response=_response(500)))
