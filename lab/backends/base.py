@@ -30,6 +30,14 @@ class ProcessResult:
     container: str = ""      # where it ran, for the evidence ("" for a local process)
 
 
+@dataclass(frozen=True)
+class PeerResult:
+    """What one run of the `containers` topology left behind: its two processes."""
+    receiver: ProcessResult  # its stdout's last line is the run report
+    sender: ProcessResult
+    network: str             # the network the two talked over ("" on a backend without one)
+
+
 class Backend(Protocol):
     name: str                # "local" or "docker"
     description: str         # one line shown on screen, e.g. "local processes (no Docker engine)"
@@ -40,6 +48,12 @@ class Backend(Protocol):
 
     def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
         """Run the scenario program with `argv` for `target`; kill it after `timeout` s."""
+
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+        """Run the scenario as a receiver container of `receiver` and a sender container of
+        `sender` (may be the same target: still two containers), over tcp on the run's own
+        network. `argv` are the cell's flags (they include `--topology containers --transport
+        tcp`); the backend adds the role flags and the addresses. Both get the hard `timeout`."""
 
     def release(self, target: Target) -> None:
         """`target` has no more runs in this sweep: free what prepare() set up for it."""

@@ -14,6 +14,9 @@ mode="container" keeps the per-run design available.
 
 Concurrent run() calls for one target share its container (and its pids/memory limits).
 
+run_peers() runs one run as two peer containers on a network of the run (the containers
+topology): lab/backends/peers.py.
+
 Hard timeout, on top of the scenario's own watchdog: each exec carries a unique
 ZMQLAB_CELL=<token> in its environment; when the deadline passes the lab runs a second
 exec that SIGKILLs every process whose environment holds that token and every process in
@@ -47,7 +50,8 @@ import docker.errors
 import requests.exceptions
 
 from lab import engine, reaper
-from lab.backends.base import ProcessResult
+from lab.backends.base import PeerResult, ProcessResult
+from lab.backends.peers import ROLES, Peers
 from lab.engine import PYTHON, TARGET_REPO, image_name
 from lab.errors import LabError
 from lab.targets import Target
@@ -113,9 +117,12 @@ def _stderr_line(text: str) -> None:
         pass
 
 
-def with_provenance(result: ProcessResult, provenance: dict | None) -> ProcessResult:
+def with_provenance(result: ProcessResult, provenance: dict | None,
+                    sender: dict | None = None) -> ProcessResult:
     """The run's report (its last JSON line) with "image": what it ran in and on which base
-    (lab.engine.image_provenance). Anything that is not a report is left as it came."""
+    (lab.engine.image_provenance), and with "sender_image" the same of the sender's image when
+    the run had a sender of its own (the containers topology: two images, maybe two pins).
+    Anything that is not a report is left as it came."""
     if not provenance or not result.stdout:
         return result
     lines = result.stdout.splitlines()
@@ -128,12 +135,14 @@ def with_provenance(result: ProcessResult, provenance: dict | None) -> ProcessRe
             if not isinstance(report, dict):
                 return result
             report["image"] = provenance
+            if sender:
+                report["sender_image"] = sender
             lines[i] = json.dumps(report)
             return dataclasses.replace(result, stdout="\n".join(lines) + "\n")
     return result
 
 
-class DockerBackend:
+class DockerBackend(Peers):
     name = "docker"
 
     def __init__(self, run_id: str, *, client: docker.DockerClient | None = None,
@@ -162,6 +171,7 @@ class DockerBackend:
         self._closed = False
         self._lock = threading.Lock()
         self._containers: dict[str, Any] = {}          # target name -> long-lived container
+        self._init_peers()                              # (target name, role) -> peer containers
         self._ready: dict[str, str | None] = {}        # target name -> prepare() verdict
         self._provenance: dict[str, dict] = {}         # target name -> its image and base (labels)
         self._events: dict[str, list[tuple[int, str, dict]]] = {}   # container id -> events
@@ -181,7 +191,8 @@ class DockerBackend:
         per = "one container per target, a docker exec per cell" if mode == "exec" \
             else "a fresh container per cell"
         self.description = (f"Docker engine {version} at {engine.engine_address()} "
-                            f"({per}, sandboxed: no network, uid 65534, read-only root)")
+                            f"({per}, sandboxed: no network (peers: the run's internal one), "
+                            "uid 65534, read-only root)")
 
     # ------------------------------------------------------------ Backend protocol
 
@@ -217,6 +228,13 @@ class DockerBackend:
         result = self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
         return with_provenance(result, self._provenance.get(target.name))
 
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+        """The containers topology (lab/backends/peers.py): the receiver's report records both
+        images ("image": the receiver's, "sender_image": the sender's)."""
+        res = self._run_pair(receiver, sender, argv, timeout)
+        return dataclasses.replace(res, receiver=with_provenance(
+            res.receiver, self._provenance.get(receiver.name), self._provenance.get(sender.name)))
+
     def run_command(self, target: Target, cmd: Sequence[str], timeout: float) -> ProcessResult:
         """Run any command of the image in the target's sandbox, as run() runs a cell."""
         if self.mode == "container":
@@ -224,12 +242,15 @@ class DockerBackend:
         return self._run_in_exec(target, cmd, timeout)
 
     def release(self, target: Target) -> None:
-        """The target's cells are done: remove its long-lived container now rather than at
-        close(), so a sweep over many targets keeps one container up, not all of them."""
+        """The target's cells are done: remove its long-lived containers (its cell container
+        and its peers) now rather than at close(), so a sweep over many targets keeps one
+        target's containers up, not all of them. The run's network stays until close()."""
         with self._lock:
-            container = self._containers.get(target.name)
-        if container is not None:
-            self._discard(target, container)
+            mine = [c for c in (self._containers.get(target.name),
+                                *(self._peer_containers.get((target.name, role)) for role in ROLES))
+                    if c is not None]
+        for container in mine:
+            self._discard(container)
 
     def close(self) -> None:
         """Remove every container/network/volume of this run. Idempotent, lock-free, never
@@ -237,6 +258,7 @@ class DockerBackend:
         self.close_errors and are reported once, in one line (report, stderr by default)."""
         self._closed = True
         self._containers.clear()
+        self._peer_containers.clear()
         try:
             engine.remove_run(self.client, self.run_id, self.close_errors)
         except Exception as exc:
@@ -263,16 +285,19 @@ class DockerBackend:
 
     # ------------------------------------------------------------ containers
 
-    def _start_container(self, target: Target, name: str, command: Sequence[str] | None = None) -> Any:
+    def _start_container(self, target: Target, name: str, command: Sequence[str] | None = None,
+                         role: str = "") -> Any:
         """Create and start a sandboxed container of `target`'s image. `command` None makes
-        a long-lived idle container (for exec)."""
+        a long-lived idle container (for exec). A peer `role` ("rx", "tx") joins the run's
+        network (created on first use); otherwise the container has none."""
         if self._closed:
             raise LabError("the docker backend is closed")
         image = image_name(target, self.image_repo)
         unique = re.sub(r"[^a-zA-Z0-9_.-]", "-", f"zmqlab-{self.run_id}-{name}-{uuid.uuid4().hex[:6]}")
         cfg = engine.sandbox(mem_limit=self.mem_limit, pids_limit=self.pids_limit,
                              tmpfs_size=self.tmpfs_size,
-                             mounts={str(self.scenarios_dir): f"{engine.MOUNT_ROOT}/scenarios"})
+                             mounts={str(self.scenarios_dir): f"{engine.MOUNT_ROOT}/scenarios"},
+                             network=self._peer_network() if role else None)
         try:
             container = engine.transient_retry(self.client.containers.create)(
                 image, entrypoint=list(command or IDLE), command=[], name=unique,
@@ -285,18 +310,25 @@ class DockerBackend:
             raise self._engine_error(f"start a container of {image}", exc) from None
         return container
 
-    def _long_lived(self, target: Target) -> Any:
+    def _long_lived(self, target: Target, role: str = "") -> Any:
+        """The target's long-lived container: the network-less one for cells, or its peer
+        container of `role` ("rx", "tx") on the run's network."""
+        slots: dict[Any, Any] = self._peer_containers if role else self._containers
+        key = (target.name, role) if role else target.name
         with self._lock:
-            c = self._containers.get(target.name)
+            c = slots.get(key)
             if c is None:
-                c = self._start_container(target, target.name)
-                self._containers[target.name] = c
+                c = self._start_container(target, f"{target.name}-{role}" if role else target.name,
+                                          role=role)
+                slots[key] = c
             return c
 
-    def _discard(self, target: Target, container: Any) -> None:
+    def _discard(self, container: Any) -> None:
+        """Remove `container`; whichever slot it filled gets a fresh one on next use."""
         with self._lock:
-            if self._containers.get(target.name) is container:
-                del self._containers[target.name]
+            for slots in (self._containers, self._peer_containers):
+                for key in [k for k, c in slots.items() if c is container]:
+                    del slots[key]
         self._remove(container)
 
     def _remove(self, container: Any) -> None:
@@ -464,22 +496,33 @@ class DockerBackend:
     def _run_in_exec(self, target: Target, cmd: Sequence[str], timeout: float,
                      fresh: bool = False) -> ProcessResult:
         container = self._long_lived(target)
-        api = self.client.api
-        token = uuid.uuid4().hex
         try:
-            exec_id = engine.transient_retry(api.exec_create)(
-                container.id, list(cmd), stdout=True, stderr=True, user=engine.USER,
-                environment={TOKEN_VAR: token}, workdir="/tmp")["Id"]
+            exec_id, token = self._create_exec(container, cmd)
         except docker.errors.APIError as exc:
-            if exc.status_code in (404, 409) and not fresh and not self._closed:
+            if engine.exec_refused(exc) and not fresh and not self._closed:
                 # the container is gone, stopped or paused (removed by hand, PID 1 killed,
                 # docker pause): once more in a fresh one
-                self._discard(target, container)
+                self._discard(container)
                 return self._run_in_exec(target, cmd, timeout, fresh=True)
             raise self._engine_error("create an exec", exc) from None
         except ENGINE_ERRORS as exc:
             raise self._engine_error("create an exec", exc) from None
+        return self._await_exec(container, exec_id, token, timeout)
 
+    def _create_exec(self, container: Any, cmd: Sequence[str]) -> tuple[str, str]:
+        """An exec of `cmd` in `container`, not started yet, and the token that marks its
+        processes for the killer. Raises the engine's error (see lab.engine.exec_refused)."""
+        token = uuid.uuid4().hex
+        exec_id = engine.transient_retry(self.client.api.exec_create)(
+            container.id, list(cmd), stdout=True, stderr=True, user=engine.USER,
+            environment={TOKEN_VAR: token}, workdir="/tmp")["Id"]
+        return exec_id, token
+
+    def _await_exec(self, container: Any, exec_id: str, token: str, timeout: float) -> ProcessResult:
+        """Start the exec and wait for its end under the hard `timeout`: killed by its token
+        when it runs out; an outside event that ended or spoiled it comes back as infra and
+        its container is replaced (the next run gets a fresh one)."""
+        api = self.client.api
         box: dict[str, Any] = {}
 
         def pump() -> None:                     # exec_start blocks until the process ends
@@ -497,13 +540,13 @@ class DockerBackend:
         if worker.is_alive():
             infra = self._paused_run(container, t0_ns, timeout)
             if infra is not None:               # do not charge the target: replace the container
-                self._discard(target, container)
+                self._discard(container)
                 worker.join(KILL_GRACE + 5)
             else:
                 killed = self._kill_cell(container, token)
                 worker.join(KILL_GRACE)
                 if worker.is_alive():           # could not kill inside: kill the container
-                    self._discard(target, container)
+                    self._discard(container)
                     worker.join(KILL_GRACE + 5)
                     timed_out = True
                 else:
@@ -514,7 +557,7 @@ class DockerBackend:
 
         def result(code: int | None, infra: str | None = None) -> ProcessResult:
             if infra is not None:
-                self._discard(target, container)    # the retry gets a fresh container
+                self._discard(container)            # the retry gets a fresh container
             return ProcessResult(_text(out), _text(err), code, timed_out and infra is None, wall,
                                  infra=infra, paused_s=sum(b - a for a, b in pauses), pauses=pauses,
                                  container=container.name)

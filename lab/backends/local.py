@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from lab import artifacts
-from lab.backends.base import ProcessResult
+from lab.backends.base import PeerResult, ProcessResult
 from lab.errors import LabError
 from lab.targets import Target, check_name
 
@@ -283,6 +283,9 @@ class LocalBackend:
             self.tmpdirs.discard(tmpdir)
         return ProcessResult(stdout=out, stderr=err, returncode=None if timed_out else proc.returncode,
                              timed_out=timed_out, wall_s=time.monotonic() - started)
+
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+        raise LabError("the containers topology needs a Docker engine; local processes can run --topology processes")
 
     def release(self, target: Target) -> None:
         """Nothing to free: a venv is a cache, kept for the next run."""
