@@ -161,16 +161,33 @@ def finish_sender(run, stalled, error, unsupported):
 
 
 def _deliver(run, acc):
-    """A fresh DEALER (the caller may be any thread); True once the receiver acknowledged."""
+    """A fresh DEALER (the caller may be any thread). True once the receiver acknowledged;
+    None when the receiver's connection closed first (it ended right after taking the
+    account, before libzmq sent the ack: its report says whether it took it); False when
+    neither came within ACK_WAIT_S."""
     dealer = run.ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
+    gone = None
+    try:
+        gone = dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED, addr="inproc://zmqlab-account-%d" % os.getpid())
+    except (zmq.ZMQError, AttributeError):
+        pass
     try:
         dealer.connect(run.args.report)
         _send(dealer, b"account", acc)
-        return bool(dealer.poll(int(ACK_WAIT_S * 1000), zmq.POLLIN))
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        if gone is not None:
+            poller.register(gone, zmq.POLLIN)
+        ready = dict(poller.poll(int(ACK_WAIT_S * 1000)))
+        if dealer in ready:
+            return True
+        return None if ready else False
     except zmq.ZMQError:
         return False
     finally:
+        if gone is not None:
+            gone.close(0)
         dealer.close(0)
 
 
