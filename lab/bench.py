@@ -6,7 +6,14 @@
      deadlock and an injected blocked sender), goal <= stall + 1 s, as the report states it and
      as the lab sees it (process start to report, minus the run's own busy time);
   3. Docker: per-cell container overhead of both designs, against the same command run locally;
-     the no-op image rebuild time.
+     the no-op image rebuild time;
+  4. topologies (docs/topology.md): the per-cell overhead of `containers` (two execs on the
+     run's network) against `threads` (one exec); the time from the last sender's final
+     account to a `lost` verdict (the drain window), with an audit that kept listening for
+     the stall window afterwards and counted pings that would have come too late; a sender
+     deadlocked in the other container: how long after its last progress it is classified;
+  5. optional wall times (`--matrix`, `--grid`, `--full-matrix`): the default matrix, the
+     interop grid, the full single-version matrix.
 """
 from __future__ import annotations
 
@@ -166,6 +173,81 @@ def docker_figures(target) -> dict:
     return figures
 
 
+def topology_figures(target, n: int = 10, stall: float = 2.0) -> dict[str, Any]:
+    """Figures for section 4, on one pin's image (see the module docstring)."""
+    from lab.backends.docker import DockerBackend
+    run_id = f"bench{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    small = dict(threads=2, msgs=10)
+    settings = RunSettings(repeat=1, stall=stall)
+    out: dict[str, Any] = {"n": n}
+    with DockerBackend(run_id) as backend:
+        if backend.prepare(target):
+            return {"skipped": backend.prepare(target)}
+
+        def one(topology: str, pattern: str = "pushpull", extra=(), **size) -> tuple[float, dict]:
+            cell = Cell(target.name, pattern, "tcp", topology=topology, **(size or small))
+            argv = settings.argv(cell) + list(extra)
+            t0 = time.monotonic()
+            if topology == "containers":
+                res = backend.run_peers(target, target, argv, 60.0).receiver
+            else:
+                res = backend.run(target, argv, 60.0)
+            wall = time.monotonic() - t0
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+            return wall, (json.loads(lines[-1]) if lines else {"outcome": "no report", "duration_s": 0})
+
+        one("threads"), one("containers")           # warm: long-lived containers, network
+        walls: dict[str, list[float]] = {"threads": [], "containers": []}
+        for _ in range(n):                          # interleaved, so load hits both alike
+            for topology in walls:
+                wall, report = one(topology)
+                walls[topology].append((wall - float(report.get("duration_s") or 0)) * 1e3)
+        out.update({f"{t}_overhead_ms": round(statistics.median(v), 1) for t, v in walls.items()})
+        lost: dict[str, list[dict]] = {"threads": [], "containers": []}
+        for _ in range(n):
+            for topology in lost:
+                _, report = one(topology, "pubsub", ("--audit-drain",), threads=20, msgs=200)
+                if report.get("outcome") == "lost" and report.get("drain"):
+                    lost[topology].append(report["drain"])
+        for topology, drains in lost.items():
+            out[f"{topology}_lost_runs"] = len(drains)
+            if drains:
+                waited = [d["waited_s"] for d in drains]
+                out[f"{topology}_final_to_lost_s"] = (round(statistics.median(waited), 3), round(max(waited), 3))
+                out[f"{topology}_late_pings"] = sum((d.get("audit") or {}).get("late", 0) for d in drains)
+        hung = []
+        for _ in range(3):
+            _, report = one("containers", extra=("--inject", "block-sender:1"), threads=3, msgs=50)
+            stacks = (report.get("stall") or {}).get("stacks") or {}
+            hung.append({"outcome": report.get("outcome"), "since_progress_s": (report.get("stall") or {}).get("since_progress_s"),
+                         "sender_stacks": sum(k.startswith("sender: ") for k in stacks)})
+        out["deadlocked_sender"] = hung
+    return out
+
+
+def print_topology_figures(target, stall: float) -> None:
+    t = topology_figures(target, stall=stall)
+    print("\n4. topologies (%s, pushpull tcp 2x10 for overhead; pubsub tcp 20x200 for lost runs; median of %d)"
+          % (target.name, t["n"]))
+    if "skipped" in t:
+        print("   skipped: " + t["skipped"])
+        return
+    print("   per-cell overhead (wall minus the run's own duration): threads %.1f ms   containers %.1f ms   (+%.1f ms)" % (
+        t["threads_overhead_ms"], t["containers_overhead_ms"], t["containers_overhead_ms"] - t["threads_overhead_ms"]))
+    for topology in ("threads", "containers"):
+        if t.get(f"{topology}_lost_runs"):
+            med, worst = t[f"{topology}_final_to_lost_s"]
+            print("   %-10s last sender's final account -> lost verdict: median %.3f s, max %.3f s (goal < 0.5 s) "
+                  "over %d lost runs; pings that came after the verdict in the next %.0f s: %d" % (
+                      topology, med, worst, t[f"{topology}_lost_runs"], stall, t[f"{topology}_late_pings"]))
+        else:
+            print("   %-10s no lost run among %d (nothing to time)" % (topology, t["n"]))
+    for h in t["deadlocked_sender"]:
+        print("   deadlocked sender in the other container: %s, classified %s s after the stuck sender's last progress "
+              "(stall %.1f s, goal <= stall + 1 s), %d of the sender's stacks" % (
+                  h["outcome"], h["since_progress_s"], stall, h["sender_stacks"]))
+
+
 def forget_images() -> None:
     """For a cold timing: remove the lab's images (targets, builders, bases) and the cached
     base tarballs, so the next build starts from debootstrap."""
@@ -225,6 +307,7 @@ def main(backend: str = "auto", stall: float = 2.0, matrix_request=None, run_mat
         d["container_per_run_ms"] - d["local_python_ms"], d["exec_ms"] - d["local_python_ms"], d["kept"]))
     print("     long-lived container start (once per target per run): %.1f ms" % d["exec_container_start_ms"])
     print("   no-op image rebuild: %.0f ms (goal <= 5 s)" % (d["noop_rebuild_s"] * 1e3))
+    print_topology_figures(target, stall)
     if matrix_request is not None:
         took = time_default_matrix(cold, matrix_request, run_matrix)
         print("\n4. the default matrix (`invoke matrix`), %s: %.0f s (%.1f min; goal %s)" % (
