@@ -205,25 +205,40 @@ def markdown(grid: Grid) -> str:
 
 def table(grid: Grid, matrix: Matrix | None = None, width: int | None = None) -> str:
     """One rich table per label; columns are numbered (the names would not fit 11 across), the
-    rows say which number is which pin. Odd cells are listed under the grids."""
+    rows say which number is which pin. As in the matrix table, a label whose columns do not fit
+    `width` (default: the terminal's) is split into several tables, never cut off. Odd cells are
+    listed under the grids."""
     width = width or shutil.get_terminal_size((120, 24)).columns
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False)
     if matrix is not None:
         console.print(header_line(matrix), soft_wrap=True)
     console.print("rows: sender, columns: receiver (numbered as the rows); the diagonal is one pin in two "
                   "containers", soft_wrap=True)
+    names = [f"{i} {s}" for i, s in enumerate(grid.pins, 1)]
+    label_w = max(len(n) for n in names + ["sender \\ receiver"]) + 3
     for label in grid.labels:
-        heat = Table(title=label, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        heat.add_column("sender \\ receiver", no_wrap=True)
-        for i, _ in enumerate(grid.pins, 1):
-            heat.add_column(str(i), no_wrap=True)
-        for i, s in enumerate(grid.pins, 1):
-            row = []
-            for r in grid.pins:
-                v = grid.square(label, s, r)
-                row.append(Text(cell_text(v), style="bold" if v is not None and v.failed else ""))
-            heat.add_row(f"{i} {s}", *row)
-        console.print(heat)
+        texts = {(s, r): cell_text(grid.square(label, s, r)) for s in grid.pins for r in grid.pins}
+        widths = [max([len(str(i))] + [len(texts[(s, r)]) for s in grid.pins]) for i, r in enumerate(grid.pins, 1)]
+        chunks, used = [[]], label_w
+        for i, w in enumerate(widths):
+            if chunks[-1] and used + w + 3 > width:
+                chunks.append([])
+                used = label_w
+            chunks[-1].append(i)
+            used += w + 3
+        for n, chunk in enumerate(chunks, 1):
+            title = label + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else "")
+            heat = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            heat.add_column("sender \\ receiver", no_wrap=True)
+            for i in chunk:
+                heat.add_column(str(i + 1), no_wrap=True, min_width=widths[i])
+            for name, s in zip(names, grid.pins):
+                cells = []
+                for i in chunk:
+                    v = grid.square(label, s, grid.pins[i])
+                    cells.append(Text(texts[(s, grid.pins[i])], style="bold" if v is not None and v.failed else ""))
+                heat.add_row(name, *cells)
+            console.print(heat)
     odd = odd_cells(grid)
     console.print("odd cells (differ from both same-version neighbours): " + ("none" if not odd else str(len(odd))),
                   soft_wrap=True)

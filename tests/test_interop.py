@@ -92,6 +92,14 @@ def test_terminal_table_numbers_the_receivers_and_lists_odd_cells():
     assert f"  pushpull: {A} -> {B} is LOST 2/3" in text
 
 
+def test_a_grid_too_wide_for_the_terminal_is_split_never_cut():
+    pins = (A, B, C)
+    g = grid_of({(s, r, "pair", "none"): ["deadlock"] * 3 for s in pins for r in pins}, pins=pins)
+    text = interop.table(g, width=50)
+    assert "pair (1/2)" in text and "pair (2/2)" in text and "…" not in text
+    assert text.count("DEADLOCK 3/3") == 9 and max(len(ln) for ln in text.splitlines() if "DEADLOCK" in ln) <= 50
+
+
 def test_json_holds_every_square_with_its_evidence():
     data = json.loads(interop.to_json(grid_of(TWO)))
     assert data["schema"] == "zmqlab.interop/1" and data["pins"] == [A, B]
@@ -143,4 +151,5 @@ def test_a_two_pin_grid_through_invoke_interop(tmp_path, engine_client):
         [f"{B}>{A}/pushpull/tcp/default@containers", f"{B}/pushpull/tcp/default@containers"]]
     assert all(sq["n"] == 1 for row in senders for sq in row)
     assert "sender \\ receiver" in proc.stdout and "odd cells" in proc.stdout
-    assert engine_client.containers.list(all=True, filters={"label": f"org.zmqlab.run={run_dir.name}"}) == []
+    ours = {"label": f"org.zmqlab.run={run_dir.name}"}
+    assert engine_client.containers.list(all=True, filters=ours) == [] and engine_client.networks.list(filters=ours) == []
