@@ -47,6 +47,7 @@ SEND_TIMES = 64                       # send times kept per thread for the timel
 # The drain after every sender's final count is known: nothing new for this long means lost.
 DRAIN_FLOOR_S, DRAIN_LATENCIES, LATENCY_DECAY = 0.1, 4.0, 0.98
 LOOP_TICK_MS = 50                     # the main loop re-checks the drain this often when idle
+UP_EVENTS = ("CONNECTED", "HANDSHAKE_SUCCEEDED")
 
 
 def parse_args(argv=None):
@@ -324,7 +325,7 @@ class Run:
         try:
             control = self.pattern.open_receiver(self.ctx)
             control.setsockopt(zmq.LINGER, self.args.linger)
-            self.monitor.watch(control, None, "receiver")
+            self.monitor.watch(control, None, "receiver", cap=4 * self.args.threads + 16)
             # The originals' data socket: a SUB bound on tcp loopback that nobody feeds (their
             # fixed port 5101 becomes a port the OS picks, so parallel runs never collide).
             data = self.socket(zmq.SUB)
@@ -382,6 +383,11 @@ class Run:
         if self.all_in() and self.shutdown_received:
             return self.drain_done(now, "all in")
         window = self.drain_window()
+        if self.unconnected():
+            # A thread still missing pings whose connection was never seen up may have them
+            # queued for a connection still being made (a loaded machine, a slow peer): they
+            # are late, not lost, and only the stall window may call them lost.
+            window = self.args.stall
         quiet = now - max(self.last_progress, self.final_at)
         if quiet <= window:
             return False
@@ -398,14 +404,38 @@ class Run:
             return True
         return self.drain_done(now, "quiet")
 
+    def unconnected(self):
+        """Threads still missing pings with no sign their connection came up: nothing
+        received from them and no CONNECTED/HANDSHAKE_SUCCEEDED event of their socket. (inproc
+        pipes are attached by zmq_connect itself: always up.)"""
+        if self.args.transport == "inproc":
+            return []
+        missing = [t for t, (tally, n) in enumerate(zip(self.tallies, (s.completed for s in self.senders)))
+                   if tally.received == 0 and tally.missing_for(n)]
+        if not missing:
+            return []
+        events = self.monitor.snapshot() + [e for p in self.peers for e in p.get("events", ())]
+        # The receiver's side counts too: a sender that sends and closes at once may have its
+        # monitor stopped before its connection completes, but the bound socket still sees
+        # every connection it accepts (ACCEPTED: libzmq 4.1 on; one per sender socket here).
+        accepted = sum(1 for e in events if e["side"] == "receiver" and e["event"] == "ACCEPTED")
+        sockets = 1 if self.args.variant == "shared" else self.args.threads + 1     # + the shutdown's
+        if accepted >= sockets:
+            return []
+        up = {e["thread"] for e in events if e["side"] == "sender" and e["event"] in UP_EVENTS}
+        return [t for t in missing if t not in up]
+
     def drain_window(self):
         return min(self.args.stall, max(DRAIN_FLOOR_S, DRAIN_LATENCIES * self.latency_recent / 1e9))
 
     def drain_done(self, now, trigger):
-        self.drain = {"window_s": round(self.drain_window(), 4), "waited_s": round(now - self.final_at, 4),
+        waiting = self.unconnected() if trigger == "quiet" else []
+        self.drain = {"window_s": round(self.args.stall if waiting else self.drain_window(), 4), "waited_s": round(now - self.final_at, 4),
                       "latency_ms": {"recent": round(self.latency_recent / 1e6, 3),
                                      "max": round(self.latency_max / 1e6, 3)},
                       "trigger": trigger}
+        if waiting:
+            self.drain["unconnected"] = waiting
         return True
 
     def received(self):

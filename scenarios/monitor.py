@@ -73,8 +73,9 @@ class Monitor:
             self._thread = threading.Thread(target=self._collect, name="monitor", daemon=True)
             self._thread.start()
 
-    def watch(self, sock, thread, side=None):
-        """Monitor `sock` (call before connect/bind, from the thread that owns it)."""
+    def watch(self, sock, thread, side=None, cap=EVENTS_PER_SOCKET):
+        """Monitor `sock` (call before connect/bind, from the thread that owns it); keep at
+        most `cap` of its events (a bound socket sees every sender's connection)."""
         if not self.on:
             return
         with self._lock:
@@ -93,7 +94,7 @@ class Monitor:
             return
         with self._seen:
             self._pending[thread] = self._pending.get(thread, 0) + 1
-        self._inbox.put((mon, thread, side or self.side))
+        self._inbox.put((mon, thread, side or self.side, cap))
 
     def settle(self, thread, timeout=0.2):
         """Before `thread` closes its sockets: wait (bounded) until the collector has read
@@ -111,17 +112,17 @@ class Monitor:
         while True:
             while True:
                 try:
-                    mon, thread, side = self._inbox.get_nowait()
+                    mon, thread, side, cap = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                owners[mon] = (thread, side)
+                owners[mon] = (thread, side, cap)
                 counts[mon] = 0
                 poller.register(mon, zmq.POLLIN)
             ready = dict(poller.poll(POLL_MS)) if owners else (time.sleep(POLL_MS / 1000.0) or {})
             woke = time.monotonic()
             self._read(ready, owners, counts, poller)
             with self._seen:
-                for thread, _ in owners.values():
+                for thread, _, _ in owners.values():
                     self._pending[thread] = 0       # registered, and read if anything came
                 self._seen.notify_all()
             # An event queued while this pass runs waits for the next poll: the worst such
@@ -136,14 +137,14 @@ class Monitor:
                 continue
             stamp = time.time_ns()
             event, value, endpoint = _parse(frames)
-            thread, side = owners[mon]
+            thread, side, cap = owners[mon]
             if event == 0x400:          # MONITOR_STOPPED: its socket closed
                 poller.unregister(mon)
                 del owners[mon]
                 mon.close(0)
                 continue
             counts[mon] += 1
-            if counts[mon] > EVENTS_PER_SOCKET:
+            if counts[mon] > cap:
                 self.dropped += 1
                 continue
             self.events.append({"t_ns": stamp, "side": side, "thread": thread,

@@ -86,3 +86,17 @@ def test_threads_topology_decides_a_loss_in_the_drain_window_too(local):  # noqa
     assert report["outcome"] == "lost" and report["topology"] == "threads"
     assert report["drain"]["trigger"] == "quiet" and report["drain"]["window_s"] < 2.0
     assert "peers" not in report
+
+
+def test_a_thread_never_seen_connected_gets_the_stall_window_not_the_drain_window(local):  # noqa: F811
+    # Without the monitor the harness cannot know whether a silent thread's connection ever
+    # came up: its pings may still be queued for it (a loaded machine: the lab once called
+    # such a pushpull run lost), so only the stall window may call them lost. PUB/SUB over tcp
+    # leaves some thread with nothing received in practically every run.
+    quiet = run(local, "pubsub", "tcp", threads=20, msgs=200, stall=1.0, extra_flags=("--no-monitor",)).runs[0].report
+    silent = [t["id"] for t in quiet["threads"] if t["received"] == 0]
+    assert silent, "no thread lost everything this time: %s" % quiet["reason"]
+    assert quiet["drain"]["window_s"] == 1.0 and quiet["drain"]["unconnected"] == silent
+    # With the monitor, their connections are seen up: the short window decides.
+    seen = run(local, "pubsub", "tcp", threads=20, msgs=200, stall=1.0).runs[0].report
+    assert seen["drain"]["window_s"] < 1.0 and "unconnected" not in seen["drain"], seen["drain"]
