@@ -81,6 +81,8 @@ COMMON = {
     "sleep": "seconds between the senders finishing and the shutdown message (originals: 1; matrix default 0, see docs/fidelity.md)",
     "backend": "auto (Docker if an engine answers, else local processes), docker or local",
 }
+ENGINE = {"engine": "the Docker engine: unix:///path, tcp://host:port or ssh://user@host[:port] "
+                     "(default: $DOCKER_HOST, else the local socket)"}
 TOPOLOGY = {
     "topology": "where the two sides run: threads (one process, default), processes (two; ipc or tcp), "
                 "containers (two, Docker only; tcp); a comma list or 'all' (each where its transport allows)",
@@ -89,7 +91,7 @@ TOPOLOGY = {
 }
 
 
-@task(help=dict(COMMON, **TOPOLOGY, target="target name from pins.toml (see `invoke targets`)",
+@task(help=dict(COMMON, **ENGINE, **TOPOLOGY, target="target name from pins.toml (see `invoke targets`)",
                 pattern="pair, pubsub, pushpull, clientserver, routerdealer, scattergather, radiodish, peer or channel",
                 transport="inproc, ipc or tcp",
                 variant="pattern variant (thread-safe patterns: shared, per-thread)",
@@ -102,14 +104,15 @@ TOPOLOGY = {
 @lab_task
 def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", variant="", threads=10, msgs=1000,
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
-             timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None):
+             timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None, engine=""):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
+    app.engine.use(engine)
     return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
                                                      sync, sleep, stall, repeat, backend, json, timeout, inject,
                                                      topology, sender_target, receiver_target))
 
 
-@task(help=dict(COMMON, **TOPOLOGY, targets="comma list of targets, or 'all' (default: a quick, useful set)",
+@task(help=dict(COMMON, **ENGINE, **TOPOLOGY, targets="comma list of targets, or 'all' (default: a quick, useful set)",
                 patterns="comma list or 'all'", transports="comma list or 'all'",
                 variants="'primary' (each pattern's first variant), 'all', or a comma list",
                 poll="'both', 'on' or 'off'", sync="comma list of none,xpub (xpub applies to pubsub)",
@@ -120,8 +123,9 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
-           topology=D["topology"], sender_target=None, receiver_target=None):
+           topology=D["topology"], sender_target=None, receiver_target=None, engine=""):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
+    app.engine.use(engine)
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
@@ -129,7 +133,7 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
                                                 sender_target, receiver_target))
 
 
-@task(help=dict(COMMON, targets="comma list of targets, or 'all' (default: every pin that can be built here)",
+@task(help=dict(COMMON, **ENGINE, targets="comma list of targets, or 'all' (default: every pin that can be built here)",
                 patterns="comma list or 'all' (default: pubsub, pushpull, routerdealer, pair)",
                 sync="comma list of none,xpub (xpub applies to pubsub)", poll="'off' (default), 'on' or 'both'",
                 jobs="cells run at once (each is a receiver and a sender container)",
@@ -138,8 +142,9 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
 @lab_task
 def interop(c, targets=I["targets"], patterns=I["patterns"], sync=I["sync"], poll=I["poll"], threads=I["threads"],
             msgs=I["msgs"], repeat=I["repeat"], stall=I["stall"], sleep=I["sleep"], jobs=I["jobs"], backend="auto",
-            out="results"):
+            out="results", engine=""):
     """Every ordered pair of pins (sender x receiver, each in its own container over tcp): one heatmap per pattern."""
+    app.engine.use(engine)
     return app.interop_grid(app.InteropRequest.from_cli(targets, patterns, sync, poll, threads, msgs, repeat, stall,
                                                         sleep, backend, out, jobs))
 
@@ -164,14 +169,15 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, sleep=1.0, backend="auto",
                                                        sleep, configs))
 
 
-@task(help={"targets": "comma list of targets, or 'all' (default)",
+@task(help={**ENGINE, "targets": "comma list of targets, or 'all' (default)",
             "base": "re-make (bootstrap or pull again) the base images and rebuild on them",
             "base-source": "where bases come from: auto (default: a base already there, else a registry "
                            "image the engine can pull, else bootstrap as root, else without root), "
                            "registry, or bootstrap; also $ZMQLAB_BASE_SOURCE"})
 @lab_task
-def images(c, targets="all", base=False, base_source=""):
+def images(c, targets="all", base=False, base_source="", engine=""):
     """Build the pinned Docker images offline (skips those already up to date)."""
+    app.engine.use(engine)
     return app.images(targets, base, base_source)
 
 
@@ -210,17 +216,18 @@ SIZES = {"threads": "control threads per run (sender sockets)", "msgs": "pings e
 MARKDOWN = {"markdown": "also write the comparison as Markdown to this file"}
 
 
-@task(help=dict(SIZES, **MARKDOWN, base="BASE: a results directory, or a pinned target to run first",
+@task(help=dict(SIZES, **ENGINE, **MARKDOWN, base="BASE: a results directory, or a pinned target to run first",
                 new="NEW: a results directory, or a pinned target to run first"))
 @lab_task
 def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", out="results",
-            markdown=None):
+            markdown=None, engine=""):
     """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
+    app.engine.use(engine)
     return app.compare(app.PairRequest.for_compare(base, new, threads, msgs, repeat, stall, backend, out, markdown))
 
 
 @task(name="upgrade-check",
-      help=dict(SIZES, **MARKDOWN, from_="the target you run now", to="the target you consider moving to",
+      help=dict(SIZES, **ENGINE, **MARKDOWN, from_="the target you run now", to="the target you consider moving to",
                 max_repeat="most runs a cell gets while its intervals overlap but its rates differ",
                 patterns="comma list or 'all'", transports="comma list or 'all'", poll="'both', 'on' or 'off'",
                 rolling="with a Docker engine, also the mixed pairs FROM -> TO and TO -> FROM in containers "
@@ -229,8 +236,9 @@ def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="au
 @lab_task
 def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=app.MAX_REPEAT, stall=2.0,
                   backend="auto", out="results", patterns="all", transports="all", poll="both", markdown=None,
-                  rolling=True):
+                  rolling=True, engine=""):
     """Run two targets on the same cells (adding runs where the noise decides), then compare."""
+    app.engine.use(engine)
     return app.upgrade_check(app.PairRequest.from_cli(from_, to, threads, msgs, repeat, stall, backend, out,
                                                       markdown, patterns, transports, poll, max_repeat,
                                                       rolling=rolling))
@@ -260,13 +268,14 @@ def sweep_plan(c, targets="all"):
     return app.sweep_plan(targets)
 
 
-@task(name="sweep-run", help=dict(SIZES, target="one pinned target", out="results root (gets OUT/<run-id>/)",
+@task(name="sweep-run", help=dict(SIZES, **ENGINE, target="one pinned target", out="results root (gets OUT/<run-id>/)",
                                   inject="TEST ONLY fault, as for `scenario`",
                                   patterns="comma list or 'all' (CI: all)", transports="comma list or 'all' (CI: all)"))
 @lab_task
 def sweep_run(c, target, out, threads=S["threads"], msgs=S["msgs"], repeat=S["repeat"], stall=S["stall"],
-              backend="auto", inject=None, patterns=S["patterns"], transports=S["transports"]):
+              backend="auto", inject=None, patterns=S["patterns"], transports=S["transports"], engine=""):
     """Run one target's share of the sweep (every pattern x transport, poll off and on)."""
+    app.engine.use(engine)
     return app.sweep_run(app.SweepRequest.one_target(target, out, threads, msgs, repeat, stall, backend, inject,
                                                      patterns, transports))
 

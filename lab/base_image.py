@@ -194,7 +194,11 @@ def _import(client: docker.DockerClient, tarball: Path, suite: str, flavour: str
     repo = FLAVOURS[flavour][0]
     changes = IMAGE_CHANGES + [f"LABEL {LABEL}.suite={suite}", f"LABEL {LABEL}.flavour={flavour}",
                                f"LABEL {LABEL}.tool={tool}"]
-    client.api.import_image(src=str(tarball), repository=repo, tag=suite, changes=changes)
+    # The tarball's bytes go to the engine in the request body, read here as they are sent
+    # (the engine may be remote and never sees this host's paths; import_image(src=<path>)
+    # would do the same for a file it finds, but take a path it does not find for a URL).
+    with open(tarball, "rb") as data:
+        client.api.import_image_from_data(data, repository=repo, tag=suite, changes=changes)
     image = get_image(client, base_ref(suite, flavour))
     if image is None:
         raise LabError(f"docker import of {tarball} reported success but {base_ref(suite, flavour)} is missing")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -67,6 +68,9 @@ LAB_REPOS = (TARGET_REPO, BUILDER_REPO, BASE_REPO)
 # them into every run report's "image" provenance): the base's ref, digest (the registry's
 # manifest digest when pulled, else the image id), where it came from and how it was made.
 BASE_LABELS = ("ref", "digest", "source", "tool")
+# sha256 of the recipe files (docker/<kind>/) and the pin entry that made a target image
+# (lab/images.py puts it on at build time; run reports record it: provenance.recipe)
+RECIPE_LABEL = f"{LABEL}.recipe-hash"
 
 # The sandbox (sandbox()); the image contract: /opt/venv/bin/python imports zmq.
 USER = "65534:65534"
@@ -84,6 +88,10 @@ PIDS_LIMIT = 512
 TMPFS_SIZE = "256m"
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+ENGINE_SCHEMES = ("unix", "tcp", "ssh", "http", "https")
+# The oldest engine API the lab uses (Docker 20.10: the peers' network option inhibit_ipv4,
+# labelled anonymous volumes for the scenarios' payload); an older engine is refused in one line.
+MIN_API_VERSION = "1.41"
 CONNECT_TIMEOUT = 5.0     # s: ping / version at connection time
 API_TIMEOUT = 60.0        # s: ordinary engine calls afterwards (create on a slow storage driver)
 
@@ -114,24 +122,105 @@ def reason(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def use(url: str | None) -> None:
+    """`--engine URL`: the engine this process (and the processes it starts: the reaper, the
+    tests' labs) talks to, exactly as DOCKER_HOST names it: unix:///path, tcp://host:port or
+    ssh://[user@]host[:port] (the Docker SDK's own ssh support, through paramiko: the user's
+    ~/.ssh/config, known_hosts and keys). None or '' keeps DOCKER_HOST (or the local socket)."""
+    if not url:
+        return
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in ENGINE_SCHEMES or not url.split("://", 1)[1].strip("/"):
+        raise LabError(f"--engine {url!r} is not an engine URL (unix:///path, tcp://host:port "
+                       "or ssh://user@host[:port])")
+    os.environ["DOCKER_HOST"] = url
+
+
+def is_remote(address: str | None = None) -> bool:
+    """Does the engine live elsewhere (ssh://, tcp://), so nothing of this host's file system
+    is in its view? (The lab never assumes it is: this only decorates reports and errors.)"""
+    return not (address or engine_address()).startswith(("unix://", "npipe://"))
+
+
+def _api_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in str(version).split("."))
+    except ValueError:
+        return (0,)
+
+
+def why_not(exc: BaseException) -> str:
+    """What failed when reaching an engine, in words: unreachable, ssh authentication refused,
+    an unknown host key, or the engine's own answer."""
+    try:
+        import paramiko                 # only with ssh:// engines (requirements.txt)
+    except ImportError:                 # pragma: no cover
+        paramiko = None                 # type: ignore[assignment]
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen or not isinstance(e, BaseException):
+            continue
+        seen.add(id(e))
+        if paramiko is not None:
+            if isinstance(e, paramiko.ssh_exception.NoValidConnectionsError):
+                causes = {x.strerror or str(x) for x in e.errors.values()}
+                return "; ".join(sorted(causes)) or str(e)
+            if isinstance(e, paramiko.AuthenticationException):
+                return f"ssh authentication refused ({' '.join(str(e).split()) or 'no key it accepts'})"
+            if isinstance(e, paramiko.BadHostKeyException):
+                return f"ssh host key mismatch ({e})"
+            if isinstance(e, paramiko.SSHException) and "known_hosts" in str(e):
+                return f"unknown ssh host key ({e}; add it to ~/.ssh/known_hosts)"
+        stack.extend(a for a in e.args if isinstance(a, BaseException))
+        stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return reason(exc)
+
+
+def _answered(why: str) -> bool:
+    """Did the engine (or its ssh host) answer, and refuse or fall short? (why_not's words)"""
+    return why.startswith(("ssh ", "unknown ssh", "engine too old"))
+
+
 def _client(timeout: float) -> tuple[docker.DockerClient | None, str]:
     try:
-        client = docker.from_env(timeout=timeout, max_pool_size=32)
+        # ssh:// goes through paramiko (use_ssh_client=False): it reads ~/.ssh/config (Port,
+        # User, IdentityFile, ProxyCommand) and ~/.ssh/known_hosts as OpenSSH would, needs no
+        # `ssh` binary, and reports a refused key as its own exception (why_not)
+        client = docker.from_env(timeout=timeout, max_pool_size=32, use_ssh_client=False)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        return None, reason(exc)
+        return None, why_not(exc)
+    except Exception as exc:            # paramiko's own errors (auth, host key) at connect
+        if type(exc).__module__.split(".")[0] != "paramiko":
+            raise
+        return None, why_not(exc)
+    try:
+        api = client.version().get("ApiVersion", "0")
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        client.close()
+        return None, why_not(exc)
+    if _api_tuple(api) < _api_tuple(MIN_API_VERSION):
+        client.close()
+        return None, f"engine too old (API {api}; the lab needs {MIN_API_VERSION}, Docker 20.10 or later)"
     client.api.timeout = API_TIMEOUT
     return client, ""
 
 
 def connect(timeout: float = CONNECT_TIMEOUT) -> docker.DockerClient:
-    """A client for the engine named by DOCKER_HOST (default: the local socket).
+    """A client for the engine named by DOCKER_HOST (default: the local socket; --engine sets
+    it, see use()).
 
-    The engine must answer a ping within `timeout` s; otherwise a one-line LabError that
-    tells the user how to run without Docker.
+    The engine must answer a ping within `timeout` s and speak API MIN_API_VERSION or later;
+    otherwise a one-line LabError naming the engine and what failed (unreachable, ssh
+    authentication refused, unknown host key, too old); when none answers at all, how to run
+    without Docker.
     """
     client, why = _client(timeout)
     if client is None:
+        if _answered(why):
+            raise LabError(f"Docker engine at {engine_address()}: {why}")
         raise LabError(f"no Docker engine answers at {engine_address()}: {why}; "
                        "use --backend local to run in local processes")
     return client
@@ -140,9 +229,14 @@ def connect(timeout: float = CONNECT_TIMEOUT) -> docker.DockerClient:
 def available(timeout: float = 2.0) -> tuple[bool, str]:
     """For the tasks layer to pick the default backend: (True, "Docker engine <version> at
     <address>") when an engine answers, else (False, "<address>: <reason>"), e.g.
-    (False, "unix:///var/run/docker.sock: No such file or directory")."""
+    (False, "unix:///var/run/docker.sock: No such file or directory").
+    A remote engine (ssh://, tcp://) that fails is a LabError instead: whoever named one
+    wants it, not local processes."""
     client, why = _client(timeout)
     if client is None:
+        if is_remote() or _answered(why):   # an engine named elsewhere: never a silent fallback
+            prefix = "Docker engine at" if _answered(why) else "no Docker engine answers at"
+            raise LabError(f"{prefix} {engine_address()}: {why}")
         return False, f"{engine_address()}: {why}"
     try:
         version = client.version().get("Version", "?")
@@ -224,22 +318,49 @@ def image_provenance(image: Any) -> dict[str, Any]:
     return prov
 
 
+def engine_identity(client: docker.DockerClient) -> dict[str, Any]:
+    """Which engine ran a run (provenance.engine): its ID, version, API version, address and
+    whether it is remote (ssh://, tcp://) or this host's socket."""
+    info, version = client.info(), client.version()
+    return {"id": info.get("ID") or "", "name": info.get("Name") or "",
+            "version": version.get("Version") or "", "api": version.get("ApiVersion") or "",
+            "address": engine_address(), "remote": is_remote()}
+
+
+def run_provenance(image: Any, engine_id: Mapping[str, Any], scenarios: str) -> dict[str, Any]:
+    """What makes a verdict traceable (a run report's "provenance"): the image it ran in (its
+    ID, a content digest, and its tag), the recipe hash that built it, the engine, and the
+    content hash of the scenarios the run executed."""
+    labels = getattr(image, "labels", None) or {}
+    return {"image": getattr(image, "id", ""), "ref": (getattr(image, "tags", None) or [""])[0],
+            "recipe": labels.get(RECIPE_LABEL, ""), "engine": dict(engine_id), "scenarios": scenarios}
+
+
 # ---------------------------------------------------------------- the sandbox
 
 def sandbox(*, mem_limit: str = MEM_LIMIT, pids_limit: int = PIDS_LIMIT, tmpfs_size: str = TMPFS_SIZE,
-            mounts: Mapping[str, str] | None = None, network: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for containers.create() that every lab container gets. `mounts` maps
-    host directories to read-only paths inside (the scenarios for cell containers). `network`
-    names a lab network (internal, created by the lab) to join at create time instead of having
-    none: the peers of the containers topology talk over it. Nothing else is relaxed for them."""
+            payload: str | None = None, labels: Mapping[str, str] | None = None,
+            network: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for containers.create() that every lab container gets. Nothing of the
+    host's file system is in it (the engine may be remote): `payload` names a directory inside
+    that gets a fresh anonymous volume of its own, carrying `labels` (the run's, so cleanup
+    finds it) and removed with its container, for the lab to fill through the engine's API
+    (put_archive) before the start: the scenarios of cell containers. The root stays read-only
+    (the engine refuses put_archive into a read-only root, not into a volume); the volume's
+    files belong to root and the sandbox's uid cannot write them. `network` names a lab network
+    (internal, created by the lab) to join at create time instead of having none: the peers of
+    the containers topology talk over it. Nothing else is relaxed for them."""
     # docker-py refuses `network` together with `network_mode`: exactly one of the two
     where: dict[str, Any] = {"network": network} if network else {"network_mode": "none"}
+    extra: dict[str, Any] = {}
+    if payload:
+        extra["mounts"] = [docker.types.Mount(payload, None, type="volume", no_copy=True,
+                                              labels=dict(labels or {}))]
     return dict(
         **where, user=USER, cap_drop=["ALL"], read_only=True,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs_size},mode=1777"},
         pids_limit=pids_limit, mem_limit=mem_limit, memswap_limit=mem_limit,
-        security_opt=["no-new-privileges"], init=True,
-        volumes={host: {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()},
+        security_opt=["no-new-privileges"], init=True, **extra,
         environment=dict(SANDBOX_ENV), working_dir="/tmp",
     )
 

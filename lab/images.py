@@ -41,7 +41,7 @@ from lab.targets import Target
 
 Say = Callable[[str], None]          # where a line of progress goes (print, lab.session.say)
 RECIPES = Path(__file__).resolve().parent.parent / "docker"
-HASH_LABEL = f"{LABEL}.recipe-hash"
+HASH_LABEL = engine.RECIPE_LABEL      # org.zmqlab.recipe-hash
 COMPILED_KINDS = ("bundled-sdist", "libzmq-source")   # these need the builder (compilers) stage
 VERIFY_CODE = "import zmq; print(zmq.pyzmq_version(), zmq.zmq_version(), zmq.has('draft'))"
 VERIFY_TIMEOUT_S = 60

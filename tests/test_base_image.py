@@ -233,3 +233,24 @@ def test_repo_digest_is_the_one_of_the_pulled_repository():
     hub = _Image("python:3.11-slim-bookworm", digests=["python@sha256:" + "33" * 32])
     assert base_image._repo_digest(hub, "python:3.11-slim-bookworm") == "sha256:" + "33" * 32
     assert base_image._repo_digest(_Image("zmqlab-base:bookworm"), "zmqlab-base:bookworm") == ""
+
+
+def test_the_import_sends_the_tarballs_bytes_never_its_path(tmp_path):
+    """A remote engine has none of this host's paths: the tarball goes in the request body."""
+    tarball = tmp_path / "rootfs.tar"
+    tarball.write_bytes(b"tar bytes")
+    sent = {}
+
+    class Api:
+        def import_image_from_data(self, data, repository, tag, changes):
+            sent.update(data=data.read(), repository=repository, tag=tag, changes=changes)
+
+        def import_image(self, **kw):                   # the path-taking call must not be used
+            raise AssertionError(kw)
+
+    class Client:
+        api = Api()
+        images = type("Images", (), {"get": lambda self, ref: _Image(ref, id_="sha256:x")})()
+    assert base_image._import(Client(), tarball, "bookworm", "base", "mmdebstrap") == "sha256:x"
+    assert sent["data"] == b"tar bytes" and str(tmp_path) not in repr(sent)
+    assert sent["repository"] == base_image.BASE_REPO and sent["tag"] == "bookworm"

@@ -256,7 +256,9 @@ def test_sandbox_from_inside(backend, image):
     assert (facts["uid"], facts["gid"]) == (65534, 65534)
     assert facts["net"] == ["lo"] and facts["netdev"] == ["lo"]
     assert facts["root_write"] == "EROFS"
-    assert facts["scenarios_write"] == "EROFS"
+    # the scenarios come through the API into a volume of the container's own (never a host
+    # path): root's files, which the sandbox's uid cannot change
+    assert facts["scenarios_write"] == "EACCES"
     assert facts["tmp_write"] == "ok" and facts["tmpdir"] == "/tmp"
     assert facts["loopback"] == "ping"
     assert facts["outside"] in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN")
@@ -264,6 +266,42 @@ def test_sandbox_from_inside(backend, image):
     assert facts["no_new_privs"] == "1"
     assert facts["pids_max"] == "512"
     assert int(facts["mem_max"]) == 512 * 1024 * 1024
+
+
+def test_the_scenarios_archive_is_deterministic_and_leaves_bytecode_out(tmp_path):
+    import io
+    import tarfile
+    from lab.backends.docker import scenarios_archive
+    src = tmp_path / "s"
+    (src / "__pycache__").mkdir(parents=True)
+    (src / "__main__.py").write_text("print(1)\n")
+    (src / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (src / "sub").mkdir()
+    (src / "sub" / "a.py").write_text("A = 1\n")
+    data, digest = scenarios_archive(src)
+    os.utime(src / "__main__.py", (1, 1))               # times and owners do not count
+    assert scenarios_archive(src) == (data, digest) and digest.startswith("sha256:")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = [(m.name, m.mtime, m.uid, oct(m.mode)) for m in tar.getmembers()]
+    assert members == [("__main__.py", 0, 0, "0o644"), ("sub", 0, 0, "0o755"), ("sub/a.py", 0, 0, "0o644")]
+    (src / "sub" / "a.py").write_text("A = 2\n")
+    assert scenarios_archive(src)[1] != digest
+
+
+@pytest.mark.docker
+def test_no_host_path_is_in_the_engines_view(exec_backend, image, scenarios_dir):
+    """The scenarios reach the container through put_archive into a volume of the run (the
+    engine may be remote): no bind mount; the report's provenance names the scenarios' hash."""
+    target = image[1]
+    res = exec_backend.run(target, ["echo", "0"], timeout=30)
+    assert res.returncode == 0, res.stderr
+    (container,) = _run_containers(exec_backend.client, exec_backend.run_id)
+    mounts = container.attrs["Mounts"]
+    assert [m["Type"] for m in mounts] == ["volume"] and mounts[0]["Destination"] == "/opt/zmqlab/scenarios"
+    assert str(scenarios_dir) not in json.dumps(container.attrs)
+    volume = exec_backend.client.volumes.get(mounts[0]["Name"])
+    assert volume.attrs["Labels"][engine.LABEL_RUN] == exec_backend.run_id     # cleanup finds it
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
 
 
 @pytest.mark.docker

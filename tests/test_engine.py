@@ -2,6 +2,7 @@
 container gets, and the one retry policy. Pure checks, no engine needed."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from lab import engine
+from lab.errors import LabError
 
 LAB = Path(__file__).resolve().parents[1] / "lab"
 
@@ -29,16 +31,75 @@ def test_labels_image_names_and_retries_are_defined_only_in_engine():
 
 
 def test_the_sandbox():
-    box = engine.sandbox(mounts={"/src/scenarios": "/opt/zmqlab/scenarios"})
+    labels = engine.run_labels("r-1")
+    box = engine.sandbox(payload="/opt/zmqlab/scenarios", labels=labels)
     assert box["user"] == "65534:65534" and box["network_mode"] == "none"
     assert box["cap_drop"] == ["ALL"] and box["security_opt"] == ["no-new-privileges"]
     assert box["read_only"] is True and box["tmpfs"]["/tmp"].startswith("rw,nosuid,nodev,size=256m")
     assert (box["pids_limit"], box["mem_limit"], box["memswap_limit"]) == (512, "512m", "512m")
-    assert box["volumes"] == {"/src/scenarios": {"bind": "/opt/zmqlab/scenarios", "mode": "ro"}}
+    # no host path in the engine's view: the payload is an anonymous volume of the run's labels
+    assert "volumes" not in box and "binds" not in box
+    (mount,) = box["mounts"]
+    assert mount["Type"] == "volume" and mount["Target"] == "/opt/zmqlab/scenarios" and not mount["Source"]
+    assert mount["VolumeOptions"]["Labels"] == labels and mount["VolumeOptions"]["NoCopy"] is True
     assert box["environment"]["PYTHONPATH"] == "/opt/zmqlab" and box["init"] is True
-    assert engine.sandbox()["volumes"] == {}
+    assert "mounts" not in engine.sandbox()
     box["environment"]["X"] = "1"                       # each call gets its own copy
     assert "X" not in engine.sandbox()["environment"]
+
+
+def test_engine_urls(monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    engine.use("")                                      # keeps DOCKER_HOST / the local socket
+    assert engine.engine_address() == engine.DEFAULT_SOCKET and not engine.is_remote()
+    for bad in ("ftp://x", "ssh://", "root@host", "/var/run/docker.sock"):
+        with pytest.raises(LabError, match="is not an engine URL"):
+            engine.use(bad)
+    engine.use("ssh://root@127.0.0.1:2222")
+    assert os.environ["DOCKER_HOST"] == "ssh://root@127.0.0.1:2222" and engine.is_remote()
+    assert engine.is_remote("tcp://10.0.0.1:2376") and not engine.is_remote("unix:///x.sock")
+
+
+def test_engine_failures_are_named(monkeypatch):
+    """One line each: unreachable, ssh authentication refused, unknown host key, too old."""
+    import paramiko
+    import requests.exceptions
+    auth = requests.exceptions.ConnectionError(paramiko.AuthenticationException("Authentication failed."))
+    assert engine.why_not(auth) == "ssh authentication refused (Authentication failed.)"
+    hostkey = paramiko.SSHException("Server '[127.0.0.1]:2222' not found in known_hosts")
+    assert engine.why_not(hostkey).startswith("unknown ssh host key (Server '[127.0.0.1]:2222'")
+    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    assert engine.why_not(refused) == "Connection refused"
+
+    class Old:
+        api = type("A", (), {"timeout": 0})()
+        def ping(self): return True
+        def version(self): return {"ApiVersion": "1.38", "Version": "18.06"}
+        def close(self): pass
+    monkeypatch.setattr(engine.docker, "from_env", lambda **kw: Old())
+    monkeypatch.setenv("DOCKER_HOST", "ssh://root@old-engine")
+    with pytest.raises(LabError) as info:
+        engine.connect()
+    assert str(info.value) == ("Docker engine at ssh://root@old-engine: engine too old (API 1.38; "
+                               "the lab needs 1.41, Docker 20.10 or later)")
+    with pytest.raises(LabError, match="^Docker engine at ssh://root@old-engine: engine too old"):
+        engine.available()                              # a named engine never falls back to local
+
+    def refuse(**kw):
+        raise docker.errors.DockerException("Error while fetching server API version: "
+                                            "Authentication failed.") from paramiko.AuthenticationException()
+    monkeypatch.setattr(engine.docker, "from_env", refuse)
+    with pytest.raises(LabError, match="^Docker engine at ssh://root@old-engine: ssh authentication refused"):
+        engine.connect()
+
+
+def test_run_provenance():
+    image = type("I", (), {"id": "sha256:" + "a" * 64, "tags": ["zmqlab-target:x"],
+                           "labels": {engine.RECIPE_LABEL: "f" * 64}})()
+    who = {"id": "ABCD", "version": "20.10", "api": "1.41", "address": "ssh://h", "remote": True}
+    prov = engine.run_provenance(image, who, "sha256:" + "b" * 64)
+    assert prov == {"image": image.id, "ref": "zmqlab-target:x", "recipe": "f" * 64, "engine": who,
+                    "scenarios": "sha256:" + "b" * 64}
 
 
 def _response(code):

@@ -102,6 +102,13 @@ TABLE: list[tuple[list[str], str, dict[str, str]]] = [
     (["matrix", "--sender-target", "nosuch", *LOCAL], "unknown target 'nosuch'", {}),
     (["matrix", "--receiver-target", T, "--topology", "threads,processes", *LOCAL],
      "run the pair in two containers, not --topology threads,processes", {}),
+    # --- remote engines (--engine, DOCKER_HOST): one line naming the engine and what failed ---
+    (["matrix", "--engine", "ftp://x", *LOCAL], "--engine 'ftp://x' is not an engine URL", {}),
+    (["images", "--engine", "ssh://"], "--engine 'ssh://' is not an engine URL", {}),
+    (["sweep-run", "--target", T, "--out", "{out}", "--engine", "root@host"], "is not an engine URL", {}),
+    (["matrix", "--engine", "ssh://root@127.0.0.1:1", "--backend", "docker", "--out", "{out}"],
+     "no Docker engine answers at ssh://root@127.0.0.1:1: Connection refused", {}),
+    (["matrix", "--out", "{out}"], "no Docker engine answers at ssh://root@127.0.0.1:1", {"DOCKER_HOST": "ssh://root@127.0.0.1:1"}),
     # --- interop ---
     (["interop", *LOCAL], "interop runs every pair in two containers: it needs the docker backend, not local", {}),
     (["interop", "--jobs", "0"], "--jobs must be at least 1", {}),
