@@ -199,6 +199,28 @@ def compare_sides(pairs: Iterable[tuple[Column, Side | None, Side | None]]) -> t
     return tuple(Change(col, *judge(b, n), b, n) for col, b, n in pairs)
 
 
+def _images(m: Matrix) -> dict[str, set[str]]:
+    """Pin -> the image IDs its runs ran in (run reports' provenance; none for local runs and
+    runs from before provenance)."""
+    seen: dict[str, set[str]] = {}
+    for v in m.verdicts:
+        for run in v.runs:
+            image = (run.report.get("provenance") or {}).get("image")
+            if image:
+                seen.setdefault(v.cell.target, set()).add(image)
+    return seen
+
+
+def different_images(base: Matrix, new: Matrix) -> list[str]:
+    """One line per pin whose runs came from different images on the two sides (two builds
+    of the same pin, say a rebuild between the runs, or two engines' own builds)."""
+    short = lambda ids: ",".join(sorted(i.split(":")[-1][:12] for i in ids))  # noqa: E731
+    b, n = _images(base), _images(new)
+    return [f"NOTE: {pin} ran in different images: BASE {short(b[pin])}, NEW {short(n[pin])} "
+            f"(two builds of the same pin; see the runs' provenance)"
+            for pin in sorted(set(b) & set(n)) if b[pin] != n[pin]]
+
+
 def compare(base: Matrix, new: Matrix) -> Comparison:
     """Cell-by-cell comparison of two matrices (pure: no I/O)."""
     mode = match_mode(base, new)
@@ -229,6 +251,7 @@ def compare(base: Matrix, new: Matrix) -> Comparison:
              f"cells it lacks are not compared" for side, m in (("BASE", base), ("NEW", new)) if m.partial]
     if base.run_id == new.run_id and base.created == new.created:
         notes.append(f"WARNING: BASE and NEW are the same run ({base.run_id}): nothing can change")
+    notes += different_images(base, new)
 
     def mixed(v: Verdict) -> Change:
         own = Side.of(b[v.cell.column]) if v.cell.column in b else None      # BASE's A -> A

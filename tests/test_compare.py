@@ -208,3 +208,27 @@ def test_two_interop_runs_of_the_same_pins_match_pair_by_pair():
     c = cmp.compare(base, new)
     assert c.matched_by == "key" and not c.rolling
     assert [ch.label for ch in c.worse] == [f"{A}>{B}/pushpull/tcp/default@containers"]
+
+
+def _with_image(m, image_id):
+    """The matrix `m` with every run's provenance naming `image_id` (as a Docker run records)."""
+    for v in m.verdicts:
+        for run in v.runs:
+            run.report["provenance"] = {"image": image_id, "recipe": "r", "scenarios": "sha256:" + "0" * 64,
+                                        "engine": {"id": "E", "version": "20.10", "remote": False}}
+    return m
+
+
+def test_different_images_of_the_same_pin_are_said_once_per_pin():
+    spec = {(A, "pushpull", "tcp"): ["ok"] * 5, (A, "pubsub", "tcp"): ["ok"] * 5}
+    base = _with_image(make_matrix(spec, run_id="base"), "sha256:" + "a" * 64)
+    same = _with_image(make_matrix(spec, run_id="new"), "sha256:" + "a" * 64)
+    rebuilt = _with_image(make_matrix(spec, run_id="new"), "sha256:" + "b" * 64)
+    assert cmp.different_images(base, same) == []
+    c = cmp.compare(base, rebuilt)
+    lines = [n for n in c.notes if "different images" in n]
+    assert lines == [f"NOTE: {A} ran in different images: BASE {'a' * 12}, NEW {'b' * 12} "
+                     "(two builds of the same pin; see the runs' provenance)"]
+    assert lines[0] in cmp.table(c) and lines[0] in cmp.markdown(c)
+    # local runs (no provenance) say nothing
+    assert cmp.different_images(make_matrix(spec, run_id="x"), rebuilt) == []
