@@ -13,7 +13,9 @@
      the stall window afterwards and counted pings that would have come too late; a sender
      deadlocked in the other container: how long after its last progress it is classified;
   5. optional wall times (`--matrix`, `--grid`, `--full-matrix`): the default matrix, the
-     interop grid, the full single-version matrix.
+     interop grid, the full single-version matrix;
+  6. remote engine: the same trivial cell through the local socket and through an ssh://
+     engine ($ZMQLAB_BENCH_REMOTE), n=10, medians.
 """
 from __future__ import annotations
 
@@ -313,3 +315,59 @@ def main(backend: str = "auto", stall: float = 2.0, matrix_request=None, run_mat
         print("\n4. the default matrix (`invoke matrix`), %s: %.0f s (%.1f min; goal %s)" % (
             "COLD: bases, builders and images built first" if cold else "warm", took, took / 60,
             "<= 20 min" if cold else "<= 10 min"))
+    print_remote_figures(target)
+
+
+REMOTE_ENV = "ZMQLAB_BENCH_REMOTE"
+
+
+def remote_overhead(target, url: str, n: int = 10, local: str = engine.DEFAULT_SOCKET) -> dict[str, Any]:
+    """Section 6: the same trivial cell (`python -c pass` by exec in the target's long-lived
+    container) n times through the local socket and through `url` (an ssh:// engine); medians
+    in ms, and each engine's container start (create, the scenarios by put_archive, start)."""
+    from lab.backends.docker import DockerBackend
+    from lab.errors import LabError
+    cmd = [engine.PYTHON, "-c", "pass"]
+    out: dict[str, Any] = {"n": n, "url": url}
+    saved = os.environ.get("DOCKER_HOST")
+    try:
+        for label, address in (("local", local), ("remote", url)):
+            os.environ["DOCKER_HOST"] = address
+            client = engine.connect()
+            try:
+                with DockerBackend(f"bench{os.getpid()}-{uuid.uuid4().hex[:6]}", client=client,
+                                   check_import=None) as b:
+                    t0 = time.monotonic()
+                    b.prepare(target)                   # the long-lived container, scenarios in
+                    out[f"{label}_start_ms"] = round((time.monotonic() - t0) * 1e3, 1)
+                    b.run_command(target, cmd, 30.0)    # warm
+                    times = []
+                    for _ in range(n):
+                        t0 = time.monotonic()
+                        r = b.run_command(target, cmd, 30.0)
+                        times.append((time.monotonic() - t0) * 1e3)
+                        if r.returncode != 0:
+                            raise LabError(f"benchmark cell failed on {address}: {r.infra or r.stderr[-200:]}")
+                    out[f"{label}_ms"] = round(statistics.median(times), 1)
+            finally:
+                client.close()
+    finally:
+        if saved is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = saved
+    out["over_ssh_ms"] = round(out["remote_ms"] - out["local_ms"], 1)
+    return out
+
+
+def print_remote_figures(target) -> None:
+    url = os.environ.get(REMOTE_ENV, "")
+    print("\n6. remote engine: per-cell overhead over ssh against the local socket")
+    if not url:
+        print(f"   skipped: set {REMOTE_ENV}=ssh://user@host[:port] (an engine reached over ssh)")
+        return
+    r = remote_overhead(target, url)
+    print("   trivial `python -c pass` by exec, median of %d: local socket %.1f ms   %s %.1f ms   (%+.1f ms per cell)" % (
+        r["n"], r["local_ms"], url, r["remote_ms"], r["over_ssh_ms"]))
+    print("   long-lived container start (create, scenarios by put_archive, start): local %.0f ms   ssh %.0f ms" % (
+        r["local_start_ms"], r["remote_start_ms"]))
