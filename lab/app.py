@@ -114,6 +114,10 @@ class _Resumed:
     def params(self) -> dict:
         return {k: v for k, v in self.recorded.items() if k not in ("plan", "timeout", "extra", "complete")}
 
+    @property
+    def jobs(self) -> int:
+        return self.recorded.get("jobs", 1)
+
 
 def _table(run_dir: Path) -> Outcome:
     say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))

@@ -201,9 +201,12 @@ class SweepRequest:
     out: Path
     receivers: tuple[Target, ...] = ()     # () = every target receives (no pair flags)
     senders: tuple[Target, ...] = ()       # () = each target sends to itself
+    # Cells at once. More than the cores changes what a race does (load): 1 by default; a
+    # deadlocked cell only waits out its stall window, which a second job puts to use.
+    jobs: int = 1
 
     def __post_init__(self):
-        check_sizes(threads=self.threads, msgs=self.msgs)
+        check_sizes(threads=self.threads, msgs=self.msgs, jobs=self.jobs)
         check_backend(self.backend)
         for cell in self.cells:
             self.settings.check(cell)          # every cell, before anything is created
@@ -212,7 +215,7 @@ class SweepRequest:
     def from_cli(cls, targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
                  threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
                  inject: str | None = None, topology: str = "threads", sender_target: str | None = None,
-                 receiver_target: str | None = None) -> "SweepRequest":
+                 receiver_target: str | None = None, jobs: int = 1) -> "SweepRequest":
         """The pair flags: `--sender-target A` sends from A to every target of --targets,
         `--receiver-target B` from every target to B, both: the one pair A -> B."""
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
@@ -226,8 +229,9 @@ class SweepRequest:
             receivers = select(load_targets(), [receiver_target]) if receiver_target else chosen
             senders = select(load_targets(), [sender_target]) if sender_target else chosen
             chosen = tuple(dict.fromkeys(receivers + senders))
+        check_sizes(jobs=jobs)
         return cls(chosen, axes, threads, msgs, RunSettings.from_cli(repeat, stall, sleep, inject=inject), backend,
-                   check_output_dir(out, "--out"), receivers, senders)
+                   check_output_dir(out, "--out"), receivers, senders, jobs)
 
     @classmethod
     def one_target(cls, target: str, out: str, threads: int, msgs: int, repeat: int, stall: float,
@@ -250,6 +254,8 @@ class SweepRequest:
         params = {"threads": self.threads, "msgs": self.msgs, "repeat": self.settings.repeat,
                   "stall": self.settings.stall, "sleep": self.settings.sleep,
                   "topology": list(self.axes.topologies)}
+        if self.jobs > 1:
+            params["jobs"] = self.jobs
         if self.senders:
             params.update(senders=[t.name for t in self.senders], receivers=[t.name for t in self.receivers])
         return params

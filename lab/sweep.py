@@ -78,7 +78,7 @@ def run_into(request: SweepRequest, run_dir: Path, backend, done: Sequence[Verdi
     """Run the request's cells that have no verdict in `done` into `run_dir`."""
     left = len(request.cells) - len(done)
     run_matrix(backend, request.targets, request.cells, request.settings, run_dir, request.params,
-               Progress(left * request.settings.repeat), done=done)
+               Progress(left * request.settings.repeat), done=done, jobs=request.jobs)
     return run_dir
 
 

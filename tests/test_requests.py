@@ -131,3 +131,16 @@ def test_upgrade_checks_rolling_cells():
     only = PairRequest.from_cli(A, B, 2, 5, 5, 2.0, "local", "results", None, patterns="pair,pushpull",
                                 rolling=True, run=False)
     assert [c.pattern for c in only.rolling_cells()[0]] == ["pushpull"]
+
+
+def test_a_matrix_request_carries_its_jobs_and_records_them():
+    from lab.requests import SweepRequest
+    one = SweepRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "primary", "off", "none", 2, 5, 1, 2.0, 0.0,
+                                "local", "results")
+    two = SweepRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "primary", "off", "none", 2, 5, 1, 2.0, 0.0,
+                                "local", "results", jobs=2)
+    assert one.jobs == 1 and "jobs" not in one.params
+    assert two.jobs == 2 and two.params["jobs"] == 2
+    with pytest.raises(LabError, match="--jobs must be at least 1"):
+        SweepRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "primary", "off", "none", 2, 5, 1, 2.0, 0.0,
+                              "local", "results", jobs=0)
