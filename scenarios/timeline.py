@@ -216,9 +216,14 @@ def _split(thread: dict, first: int, last: int, link) -> dict:
 
 def _none_arrived(tid: int, lost: tuple, thread: dict, link) -> str:
     head = "thread %d: none of %s arrived" % (tid, _seqs(lost[0], lost[1]))
+    connect = number(thread.get("connect_ms"))
+    last = number(thread.get("last_send_ms"))
+    if connect is not None and last is not None:
+        # When the whole burst went out says more than any stamp: a PUB that sent all of
+        # it within a millisecond of zmq_connect had no subscriber yet.
+        head += " (all sent by +%s ms)" % _ms(last - connect)
     if link is None:
         return head
-    connect = number(thread.get("connect_ms"))
     when = "+%s ms" % _ms(link.t - connect) if connect is not None else "%s ms since t0" % _ms(link.t)
     late = " (stamped up to %s ms late)" % _ms(link.lag) if link.lag >= 0.05 else ""
     return "%s; %s at %s%s" % (head, link.at, when, late)

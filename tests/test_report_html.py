@@ -183,7 +183,7 @@ def test_the_start_gets_its_own_chart_when_the_run_dwarfs_it():
         return out
     whole, _ = timeline_page(outcomes=("lost",), transform=silent)
     assert len(svgs(whole)) == 1 and "the start (first" not in whole
-    assert "thread 1: none of #1–#100 arrived; handshake at +0.0 ms" in whole
+    assert "thread 1: none of #1–#100 arrived (all sent by +5.0 ms); handshake at +0.0 ms" in whole
 
 
 def test_the_start_ends_with_the_connections_not_with_the_closing():

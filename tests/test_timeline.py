@@ -123,7 +123,7 @@ def test_only_the_sender_side_s_handshake_counts():
 
 
 def test_nothing_arrived():
-    assert lines_for(3) == ["thread 3: none of #1–#200 arrived; handshake at +2.0 ms"]
+    assert lines_for(3) == ["thread 3: none of #1–#200 arrived (all sent by +49.8 ms); handshake at +2.0 ms"]
 
 
 def test_without_handshake_events_the_connection_counts():
@@ -132,7 +132,7 @@ def test_without_handshake_events_the_connection_counts():
     assert lines_for(1, old) == [
         "thread 1: #1–#2 sent before it connected (+0.5 ms after connect), "
         "#3–#16 lost although sent 0.1 ms after it connected; first received #17"]
-    assert lines_for(3, old) == ["thread 3: none of #1–#200 arrived; connected at +0.5 ms"]
+    assert lines_for(3, old) == ["thread 3: none of #1–#200 arrived (all sent by +49.8 ms); connected at +0.5 ms"]
 
 
 def test_without_any_connection_event():
@@ -140,7 +140,7 @@ def test_without_any_connection_event():
     assert lines_for(1, inproc, transport="inproc") == [
         "thread 1: #1–#16 lost, no connection event recorded (inproc has none); first received #17"]
     assert lines_for(3, inproc, transport="inproc") == [
-        "thread 3: none of #1–#200 arrived; no connection event recorded (inproc has none)"]
+        "thread 3: none of #1–#200 arrived (all sent by +49.8 ms); no connection event recorded (inproc has none)"]
     assert lines_for(1, inproc, transport="tcp") == [
         "thread 1: #1–#16 lost, no connection event recorded; first received #17"]
     off = dict(inproc, monitor="off")
@@ -183,7 +183,7 @@ def test_a_lag_longer_than_the_sending_leaves_nothing_ordered():
         "thread 1: #1–#16 sent too close to its handshake to tell which came first "
         "(+4.0 ms after connect, stamped up to 22.5 ms late); first received #17"]
     assert lines_for(3, lagged) == [
-        "thread 3: none of #1–#200 arrived; handshake at +2.0 ms (stamped up to 22.5 ms late)"]
+        "thread 3: none of #1–#200 arrived (all sent by +49.8 ms); handshake at +2.0 ms (stamped up to 22.5 ms late)"]
 
 
 def test_seqs_past_the_64_kept_within_the_lag_are_too_close():
