@@ -118,19 +118,20 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
                 poll="'both', 'on' or 'off'", sync="comma list of none,xpub (xpub applies to pubsub)",
                 resume="RUN_DIR of an interrupted matrix: run only its missing cells, with its own "
                        "parameters (every other flag but --backend is ignored)",
-                out="results root; each run writes OUT/<run-id>/"))
+                out="results root; each run writes OUT/<run-id>/",
+                jobs="cells run at once (default 1; more than the cores changes what a race does)"))
 @lab_task
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
-           topology=D["topology"], sender_target=None, receiver_target=None, engine=""):
+           topology=D["topology"], sender_target=None, receiver_target=None, engine="", jobs=1):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     app.engine.use(engine)
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
                                                 msgs, repeat, stall, sleep, backend, out, None, topology,
-                                                sender_target, receiver_target))
+                                                sender_target, receiver_target, jobs))
 
 
 @task(help=dict(COMMON, **ENGINE, targets="comma list of targets, or 'all' (default: every pin that can be built here)",
