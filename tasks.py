@@ -51,6 +51,9 @@ def lab_task(fn):
         for sig in HANDLED:
             signal.signal(sig, _interrupt)
         try:
+            # --engine (on every task that talks to an engine) is process-wide, like
+            # DOCKER_HOST: applied here, once, so each task body stays one lab.app call.
+            app.use_engine(kwargs.get("engine"))
             outcome = fn(c, *args, **kwargs)
         except app.LabError as exc:
             sys.stderr.write("zmqlab: error: %s\n" % " ".join(str(exc).split()))
@@ -106,7 +109,6 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
              timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None, engine=""):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
-    app.engine.use(engine)
     return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
                                                      sync, sleep, stall, repeat, backend, json, timeout, inject,
                                                      topology, sender_target, receiver_target))
@@ -126,7 +128,6 @@ def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transp
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
            topology=D["topology"], sender_target=None, receiver_target=None, engine="", jobs=1):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
-    app.engine.use(engine)
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
@@ -145,7 +146,6 @@ def interop(c, targets=I["targets"], patterns=I["patterns"], sync=I["sync"], pol
             msgs=I["msgs"], repeat=I["repeat"], stall=I["stall"], sleep=I["sleep"], jobs=I["jobs"], backend="auto",
             out="results", engine=""):
     """Every ordered pair of pins (sender x receiver, each in its own container over tcp): one heatmap per pattern."""
-    app.engine.use(engine)
     return app.interop_grid(app.InteropRequest.from_cli(targets, patterns, sync, poll, threads, msgs, repeat, stall,
                                                         sleep, backend, out, jobs))
 
@@ -178,7 +178,6 @@ def reproduce(c, targets="all", repeat=10, stall=2.0, sleep=1.0, backend="auto",
 @lab_task
 def images(c, targets="all", base=False, base_source="", engine=""):
     """Build the pinned Docker images offline (skips those already up to date)."""
-    app.engine.use(engine)
     return app.images(targets, base, base_source)
 
 
@@ -223,7 +222,6 @@ MARKDOWN = {"markdown": "also write the comparison as Markdown to this file"}
 def compare(c, base, new, threads=10, msgs=100, repeat=5, stall=2.0, backend="auto", out="results",
             markdown=None, engine=""):
     """Cell by cell: got worse / got better / unchanged (95% Wilson intervals must separate)."""
-    app.engine.use(engine)
     return app.compare(app.PairRequest.for_compare(base, new, threads, msgs, repeat, stall, backend, out, markdown))
 
 
@@ -239,7 +237,6 @@ def upgrade_check(c, from_, to, threads=10, msgs=100, repeat=5, max_repeat=app.M
                   backend="auto", out="results", patterns="all", transports="all", poll="both", markdown=None,
                   rolling=True, engine=""):
     """Run two targets on the same cells (adding runs where the noise decides), then compare."""
-    app.engine.use(engine)
     return app.upgrade_check(app.PairRequest.from_cli(from_, to, threads, msgs, repeat, stall, backend, out,
                                                       markdown, patterns, transports, poll, max_repeat,
                                                       rolling=rolling))
@@ -276,7 +273,6 @@ def sweep_plan(c, targets="all"):
 def sweep_run(c, target, out, threads=S["threads"], msgs=S["msgs"], repeat=S["repeat"], stall=S["stall"],
               backend="auto", inject=None, patterns=S["patterns"], transports=S["transports"], engine=""):
     """Run one target's share of the sweep (every pattern x transport, poll off and on)."""
-    app.engine.use(engine)
     return app.sweep_run(app.SweepRequest.one_target(target, out, threads, msgs, repeat, stall, backend, inject,
                                                      patterns, transports))
 

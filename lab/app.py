@@ -25,6 +25,8 @@ from lab.session import choose_backend, ensure_images, open_run, say
 from lab.targets import load_targets, select
 from lab.verdicts import judge_runs
 
+use_engine = engine.use     # --engine URL: the engine this process and its children talk to
+
 __all__ = ["Interrupted", "LabError", "INTEROP_DEFAULTS", "MATRIX_DEFAULTS", "MAX_REPEAT", "SWEEP_DEFAULTS",
            "Outcome", "InteropRequest", "PairRequest", "ReproduceRequest", "ScenarioRequest", "SweepRequest"]
 
