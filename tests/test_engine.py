@@ -49,7 +49,8 @@ def test_the_sandbox():
 
 
 def test_engine_urls(monkeypatch):
-    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///x.sock")     # recorded, so use() below is undone
+    monkeypatch.delenv("DOCKER_HOST")
     engine.use("")                                      # keeps DOCKER_HOST / the local socket
     assert engine.engine_address() == engine.DEFAULT_SOCKET and not engine.is_remote()
     for bad in ("ftp://x", "ssh://", "root@host", "/var/run/docker.sock"):

@@ -256,3 +256,28 @@ def test_a_sweep_split_over_two_engines_merges_to_the_single_engine_run(sshd, tm
     assert {outcome for outcome, _, _ in got.values()} == {"ok"}
     engines = {k: v["runs"][0]["provenance"]["engine"]["remote"] for k, v in _verdicts(m).items()}
     assert engines == {k: k.startswith(OTHER) for k in got}      # each part on its own engine
+
+
+def test_the_test_setup_installs_openssh_server_without_starting_any_service(monkeypatch, tmp_path):
+    """`./zmqlab test` installs openssh-server with the other test packages; its postinst would
+    start sshd on port 22, so every install runs under a policy-rc.d that denies service starts
+    (the host's own when it has one, else the lab's, removed afterwards)."""
+    from lab import hostsetup
+    assert "openssh-server" in hostsetup.TEST_PACKAGES and hostsetup.PROVIDES["openssh-server"] == "sshd"
+    policy = tmp_path / "policy-rc.d"
+    monkeypatch.setattr(hostsetup, "POLICY_RC_D", str(policy))
+    monkeypatch.setattr(hostsetup, "missing", lambda packages: list(packages))
+    monkeypatch.setattr(hostsetup.os, "geteuid", lambda: 0)
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append((cmd[:2], policy.read_text() if policy.exists() else None))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(hostsetup.subprocess, "run", run)
+    hostsetup.apt_install(["openssh-server"], progress=lambda line: None)
+    assert [c for c, _ in seen] == [["apt-get", "update"], ["apt-get", "install"]]
+    assert all(text is not None and text.rstrip().endswith("exit 101") for _, text in seen)
+    assert not policy.exists()                          # ours: gone again
+    policy.write_text("#!/bin/sh\nexit 101\n")          # the host's own: left as it was
+    hostsetup.apt_install(["openssh-server"], progress=lambda line: None)
+    assert policy.read_text() == "#!/bin/sh\nexit 101\n"
