@@ -16,6 +16,9 @@ so a lab killed with SIGKILL leaves objects that the next lab recognises as orph
 Every container the lab starts (a target's cell container, an image's verification
 container) gets the same sandbox (sandbox()): uid 65534, no network, every capability
 dropped, no-new-privileges, a read-only root with a tmpfs /tmp, pids and memory limits.
+Nothing of this host's file system is in the engine's view (it may be remote: DOCKER_HOST or
+--engine, use()): a cell container's scenarios arrive through the API into a volume of its own
+(sandbox(payload=...)), never as a bind mount.
 The one exception is the network of the `containers` topology's peers (lab/backends/peers.py):
 they join their run's own internal network (no route out, nothing published), and only that
 differs.
