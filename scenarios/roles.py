@@ -180,6 +180,11 @@ def _deliver(run, acc):
         if gone is not None:
             poller.register(gone, zmq.POLLIN)
         ready = dict(poller.poll(int(ACK_WAIT_S * 1000)))
+        if dealer in ready and gone is not None and acc["kind"] == "final":
+            # Stay alive until the receiver is done: os._exit would drop what libzmq still
+            # holds for a connection not yet up (a PUSH queues its pings until then), and
+            # the receiver would call them lost. Its end closes this connection.
+            gone.poll(int((run.args.stall + 5) * 1000), zmq.POLLIN)
         if dealer in ready:
             return True
         return None if ready else False

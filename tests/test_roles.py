@@ -4,6 +4,7 @@ drain window, the timeline and a sender that stalls, freezes or fails in its own
 import pytest
 
 from lab import schemas
+from lab.backends.local import REPO
 from tests.test_harness import TARGET, local, run  # noqa: F401  (the module fixture)
 
 
@@ -100,3 +101,30 @@ def test_a_thread_never_seen_connected_gets_the_stall_window_not_the_drain_windo
     # With the monitor, their connections are seen up: the short window decides.
     seen = run(local, "pubsub", "tcp", threads=20, msgs=200, stall=1.0).runs[0].report
     assert seen["drain"]["window_s"] < 1.0 and "unconnected" not in seen["drain"], seen["drain"]
+
+
+def test_the_sender_process_outlives_the_receivers_verdict(local):  # noqa: F811
+    # A sender that ended as soon as its account was taken would drop what libzmq still
+    # queued for a connection not yet up (os._exit: no linger), and the receiver would call
+    # those pings lost; in the interop grid it did, 6 runs in 1452. With a ping dropped on
+    # purpose the receiver waits its drain window after the account: the sender must still
+    # be there when the receiver ends.
+    import json
+    import subprocess
+    import time
+    backend, target = local
+    python = str(backend.python(target))
+    base = [python, "-m", "scenarios", "--pattern", "pushpull", "--transport", "tcp", "--threads", "2",
+            "--msgs", "20", "--sleep", "0", "--stall", "2", "--quiet", "--topology", "processes",
+            "--inject", "drop:1:5"]
+    receiver = subprocess.Popen(base + ["--role", "receiver", "--announce"], cwd=REPO, stdout=subprocess.PIPE)
+    ready = json.loads(receiver.stdout.readline())["ready"]
+    sender = subprocess.Popen(base + ["--role", "sender", "--connect", ready["bind"], "--report", ready["report"]],
+                              cwd=REPO, stdout=subprocess.PIPE)
+    report = json.loads(receiver.stdout.read().decode().splitlines()[-1])
+    receiver.wait()
+    assert report["outcome"] == "lost" and report["drain"]["trigger"] == "quiet"
+    assert sender.poll() is None, "the sender had already ended when the receiver gave its verdict"
+    t0 = time.monotonic()
+    own = json.loads(sender.communicate(timeout=10)[0].decode().splitlines()[-1])
+    assert time.monotonic() - t0 < 5 and own["delivered"] is True
