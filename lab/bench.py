@@ -115,6 +115,19 @@ def hang_delay(backend, target, stall: float) -> list[dict]:
     return out
 
 
+def _command_times(backend, target, cmd, n: int, where: str) -> list[float]:
+    """ms per run of `cmd` through the backend's run_command, n times."""
+    from lab.errors import LabError
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = backend.run_command(target, cmd, 30.0)
+        times.append((time.monotonic() - t0) * 1e3)
+        if r.returncode != 0:
+            raise LabError(f"benchmark cell failed {where}: {r.infra or r.stderr.strip()[-200:]}")
+    return times
+
+
 def measure_overhead(client, target, n: int = 20, image_repo: str = engine.TARGET_REPO,
                      scenarios_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Time a trivial `python -c pass` cell n times in each Docker design; ms per cell.
@@ -126,7 +139,6 @@ def measure_overhead(client, target, n: int = 20, image_repo: str = engine.TARGE
     container, so the container overhead of a design is its figure minus python_start_ms.
     """
     from lab.backends.docker import SCENARIOS_DIR, DockerBackend
-    from lab.errors import LabError
     cmd = [engine.PYTHON, "-c", "pass"]
     out: dict[str, Any] = {"target": target.name, "image": engine.image_name(target, image_repo), "n": n}
     run_id = f"bench{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -138,14 +150,7 @@ def measure_overhead(client, target, n: int = 20, image_repo: str = engine.TARGE
             b.prepare(target)                       # exec: starts the long-lived container
             if mode == "exec":
                 out["exec_container_start_ms"] = round((time.monotonic() - t0) * 1e3, 1)
-            times = []
-            for _ in range(n):
-                t0 = time.monotonic()
-                r = b.run_command(target, cmd, 30.0)
-                times.append((time.monotonic() - t0) * 1e3)
-                if r.returncode != 0:
-                    raise LabError(f"benchmark cell failed in {mode} mode: "
-                                   f"{r.infra or r.stderr.strip()[-200:]}")
+            times = _command_times(b, target, cmd, n, f"in {mode} mode")
             if mode == "exec":
                 timer = ("import subprocess, sys, time, statistics\nts = []\n"
                          f"for _ in range({n}):\n    t = time.monotonic()\n"
@@ -326,7 +331,6 @@ def remote_overhead(target, url: str, n: int = 10, local: str = engine.DEFAULT_S
     container) n times through the local socket and through `url` (an ssh:// engine); medians
     in ms, and each engine's container start (create, the scenarios by put_archive, start)."""
     from lab.backends.docker import DockerBackend
-    from lab.errors import LabError
     cmd = [engine.PYTHON, "-c", "pass"]
     out: dict[str, Any] = {"n": n, "url": url}
     saved = os.environ.get("DOCKER_HOST")
@@ -341,13 +345,7 @@ def remote_overhead(target, url: str, n: int = 10, local: str = engine.DEFAULT_S
                     b.prepare(target)                   # the long-lived container, scenarios in
                     out[f"{label}_start_ms"] = round((time.monotonic() - t0) * 1e3, 1)
                     b.run_command(target, cmd, 30.0)    # warm
-                    times = []
-                    for _ in range(n):
-                        t0 = time.monotonic()
-                        r = b.run_command(target, cmd, 30.0)
-                        times.append((time.monotonic() - t0) * 1e3)
-                        if r.returncode != 0:
-                            raise LabError(f"benchmark cell failed on {address}: {r.infra or r.stderr[-200:]}")
+                    times = _command_times(b, target, cmd, n, f"on {address}")
                     out[f"{label}_ms"] = round(statistics.median(times), 1)
             finally:
                 client.close()

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from lab.cells import VARIANTS, Cell
 from lab.matrix import Matrix
-from lab.render import LEGEND, cell_text, header_line, run_detail
+from lab.render import LEGEND, cell_text, column_chunks, header_line, run_detail
 from lab.verdicts import INFRA, Verdict, describe_gap
 
 INTEROP_SCHEMA = "zmqlab.interop/1"
@@ -219,13 +219,7 @@ def table(grid: Grid, matrix: Matrix | None = None, width: int | None = None) ->
     for label in grid.labels:
         texts = {(s, r): cell_text(grid.square(label, s, r)) for s in grid.pins for r in grid.pins}
         widths = [max([len(str(i))] + [len(texts[(s, r)]) for s in grid.pins]) for i, r in enumerate(grid.pins, 1)]
-        chunks, used = [[]], label_w
-        for i, w in enumerate(widths):
-            if chunks[-1] and used + w + 3 > width:
-                chunks.append([])
-                used = label_w
-            chunks[-1].append(i)
-            used += w + 3
+        chunks = column_chunks(widths, label_w, width)
         for n, chunk in enumerate(chunks, 1):
             title = label + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else "")
             heat = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -107,13 +107,7 @@ def table(matrix: Matrix, width: int | None = None) -> str:
         # a cell's text never breaks; a long variant label breaks before each "+option"
         widths = [max([len(cell_text(v[i])) for v in rows.values()] + [len(part) for part in
                   (c[1], *c[2].replace("+", " +").split())]) for i, c in enumerate(group)]
-        chunks, used = [[]], label_w
-        for i, w in enumerate(widths):
-            if chunks[-1] and used + w + 3 > width:
-                chunks.append([])
-                used = label_w
-            chunks[-1].append(i)
-            used += w + 3
+        chunks = column_chunks(widths, label_w, width)
         for n, chunk in enumerate(chunks, 1):
             title = pattern + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else "")
             grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -132,6 +126,19 @@ def table(matrix: Matrix, width: int | None = None) -> str:
 
 
 # ---- markdown --------------------------------------------------------------------------------
+
+def column_chunks(widths: list[int], label_w: int, width: int) -> list[list[int]]:
+    """Column indexes split into tables that each fit `width` beside the row labels (a
+    column's text never breaks; a table holds at least one column)."""
+    chunks, used = [[]], label_w
+    for i, w in enumerate(widths):
+        if chunks[-1] and used + w + 3 > width:        # + padding and edge
+            chunks.append([])
+            used = label_w
+        chunks[-1].append(i)
+        used += w + 3
+    return chunks
+
 
 def markdown(matrix: Matrix) -> str:
     out = [f"# zmqlab run {matrix.run_id}", "",

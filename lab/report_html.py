@@ -85,6 +85,17 @@ def colour(verdict: Verdict) -> tuple[str, str]:
     return f"hsl({hue},75%,{lightness}%)", ("#fff" if lightness < 58 else "#222")
 
 
+def heat_cell(v: Verdict, href: str, classes: tuple[str, ...] = ()) -> str:
+    """One coloured cell of a heatmap, linking to its evidence (`href`: an element id)."""
+    style = ""
+    if v.worst != "skipped":
+        bg, fg = colour(v)
+        style = f' style="background:{bg};color:{fg}"'
+    names = " ".join((v.worst,) + tuple(c for c in classes if c))
+    return (f'<td class="{escape(names)}"{style} title="{escape(v.summary_line())}">'
+            f'<a href="#{href}">{escape(cell_text(v))}</a></td>')
+
+
 def render(matrix: Matrix) -> str:
     ids = {v.cell.key: f"e{i}" for i, v in enumerate(matrix.verdicts)}
     title = f"zmqlab run {matrix.run_id}"
@@ -127,12 +138,7 @@ def _pattern_table(matrix: Matrix, ids: dict, pattern: str, cols: list) -> str:
             if v is None:
                 cells.append('<td class="none" title="not run in this sweep">-</td>')
                 continue
-            style = ""
-            if v.worst != "skipped":
-                bg, fg = colour(v)
-                style = f' style="background:{bg};color:{fg}"'
-            cells.append(f'<td class="{escape(v.worst)}"{style} title="{escape(v.summary_line())}">'
-                         f'<a href="#{ids[v.cell.key]}">{escape(cell_text(v))}</a></td>')
+            cells.append(heat_cell(v, ids[v.cell.key]))
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="heat">{head}<tbody>{"".join(body)}</tbody></table>'
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from html import escape
 
 from lab.interop import Grid, anchor, evidence, odd_cells
-from lab.render import LEGEND, cell_text
-from lab.report_html import CSS, SCRIPT, colour
+from lab.render import LEGEND
+from lab.report_html import CSS, SCRIPT, heat_cell
 
 EXTRA_CSS = """
 .heat td.diag{outline:2px solid #8888;outline-offset:-3px}
@@ -63,14 +63,8 @@ def _table(grid: Grid, label: str, odd_at: set) -> str:
             if v is None:
                 cells.append('<td class="none" title="not run">-</td>')
                 continue
-            style = ""
-            if v.worst != "skipped":
-                bg, fg = colour(v)
-                style = f' style="background:{bg};color:{fg}"'
-            classes = " ".join(c for c in (v.worst, "diag" if s == r else "",
-                                           "odd" if (label, s, r) in odd_at else "") if c)
-            cells.append(f'<td class="{escape(classes)}"{style} title="{escape(v.summary_line())}">'
-                         f'<a href="#{anchor(grid, label, s, r)}">{escape(cell_text(v))}</a></td>')
+            cells.append(heat_cell(v, anchor(grid, label, s, r),
+                                   ("diag" if s == r else "", "odd" if (label, s, r) in odd_at else "")))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<table class="heat"><thead><tr><th class="pattern" colspan="{len(grid.pins) + 1}">'
             f"{escape(label)}</th></tr><tr><th class=\"corner\">sender \\ receiver</th>{head}</tr></thead>"
