@@ -126,3 +126,20 @@ def docker_run(engine_client, prefix: str):
         backend.close()
     left = engine_client.containers.list(all=True, filters={"label": "%s=%s" % (engine.LABEL_RUN, run_id)})
     assert left == []
+
+
+# ---- the local backend on the pinned wheel (tests/test_harness.py, tests/test_roles.py) ------------
+
+LOCAL_TARGET = "pyzmq-25.1.2"
+
+
+@pytest.fixture(scope="module")
+def local():
+    """A LocalBackend with the pyzmq-25.1.2 wheel's venv ready: (backend, target)."""
+    from lab.backends.local import LocalBackend
+    from lab.targets import load_targets, select
+    backend = LocalBackend(progress=lambda s: None)
+    target = select(load_targets(), LOCAL_TARGET)[0]
+    assert backend.prepare(target) is None
+    yield backend, target
+    backend.close()

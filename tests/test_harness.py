@@ -7,22 +7,10 @@ import subprocess
 import pytest
 
 from lab import schemas
-from lab.backends.local import LocalBackend, REPO
+from lab.backends.local import REPO
 from lab.cells import Cell
 from lab.requests import RunSettings
 from lab.runner import run_cell
-from lab.targets import load_targets, select
-
-TARGET = "pyzmq-25.1.2"
-
-
-@pytest.fixture(scope="module")
-def local():
-    backend = LocalBackend(progress=lambda s: None)
-    target = select(load_targets(), TARGET)[0]
-    assert backend.prepare(target) is None
-    yield backend, target
-    backend.close()
 
 
 def run(local, pattern="pushpull", transport="inproc", repeat=1, stall=1.0, inject=None, nowait=False,

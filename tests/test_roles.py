@@ -5,15 +5,15 @@ import pytest
 
 from lab import schemas
 from lab.backends.local import REPO
-from tests.test_harness import TARGET, local, run  # noqa: F401  (the module fixture)
+from tests.test_harness import run
 
 
-def split(local, pattern="pushpull", transport="tcp", extra=(), **kw):  # noqa: F811
+def split(local, pattern="pushpull", transport="tcp", extra=(), **kw):
     return run(local, pattern, transport, extra_flags=tuple(extra), topology="processes", **kw)
 
 
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
-def test_two_processes_deliver_everything_with_the_senders_account(local, transport):  # noqa: F811
+def test_two_processes_deliver_everything_with_the_senders_account(local, transport):
     verdict = split(local, transport=transport, threads=4, msgs=300)
     report = verdict.runs[0].report
     assert verdict.worst == "ok", verdict.summary_line()
@@ -28,7 +28,7 @@ def test_two_processes_deliver_everything_with_the_senders_account(local, transp
     schemas.validate("run", report)
 
 
-def test_sender_side_monitor_events_reach_the_receivers_timeline(local):  # noqa: F811
+def test_sender_side_monitor_events_reach_the_receivers_timeline(local):
     report = split(local, threads=3, msgs=50).runs[0].report
     timeline = report["timeline"]
     assert timeline["monitor"] == "on"
@@ -41,7 +41,7 @@ def test_sender_side_monitor_events_reach_the_receivers_timeline(local):  # noqa
         assert len(thread["send_ms"]) == 50 and thread["first_recv_seq"] == 1
 
 
-def test_a_loss_is_judged_from_the_account_within_the_drain_window(local):  # noqa: F811
+def test_a_loss_is_judged_from_the_account_within_the_drain_window(local):
     verdict = split(local, threads=4, msgs=100, inject="drop:2:17", extra=("--audit-drain",), stall=2.0)
     report = verdict.runs[0].report
     assert verdict.worst == "lost", verdict.summary_line()
@@ -54,7 +54,7 @@ def test_a_loss_is_judged_from_the_account_within_the_drain_window(local):  # no
     assert drain["audit"]["late"] == 0
 
 
-def test_a_sender_stuck_in_its_own_process_is_a_deadlock_with_its_stacks(local):  # noqa: F811
+def test_a_sender_stuck_in_its_own_process_is_a_deadlock_with_its_stacks(local):
     verdict = split(local, threads=3, msgs=100, inject="block-sender:1", stall=1.0)
     report = verdict.runs[0].report
     assert verdict.worst == "deadlock", verdict.summary_line()
@@ -67,7 +67,7 @@ def test_a_sender_stuck_in_its_own_process_is_a_deadlock_with_its_stacks(local):
     assert any("fault_hold" in v or "wait" in v for k, v in stacks.items() if "control-1" in k)
 
 
-def test_a_frozen_sender_is_a_deadlock_without_an_account(local):  # noqa: F811
+def test_a_frozen_sender_is_a_deadlock_without_an_account(local):
     verdict = split(local, threads=2, msgs=100, inject="freeze", stall=1.0)
     report = verdict.runs[0].report
     assert verdict.worst == "deadlock", verdict.summary_line()
@@ -75,21 +75,21 @@ def test_a_frozen_sender_is_a_deadlock_without_an_account(local):  # noqa: F811
     assert "no account from the sender process" in report["reason"]
 
 
-def test_a_sender_that_fails_makes_the_run_an_error(local):  # noqa: F811
+def test_a_sender_that_fails_makes_the_run_an_error(local):
     verdict = split(local, threads=2, msgs=100, inject="raise:1")
     report = verdict.runs[0].report
     assert verdict.worst == "error", verdict.summary_line()
     assert report["error"].startswith("sender side: control thread 1: RuntimeError: injected fault")
 
 
-def test_threads_topology_decides_a_loss_in_the_drain_window_too(local):  # noqa: F811
+def test_threads_topology_decides_a_loss_in_the_drain_window_too(local):
     report = run(local, "pushpull", "inproc", inject="drop:1:5", stall=2.0).runs[0].report
     assert report["outcome"] == "lost" and report["topology"] == "threads"
     assert report["drain"]["trigger"] == "quiet" and report["drain"]["window_s"] < 2.0
     assert "peers" not in report
 
 
-def test_a_thread_never_seen_connected_gets_the_stall_window_not_the_drain_window(local):  # noqa: F811
+def test_a_thread_never_seen_connected_gets_the_stall_window_not_the_drain_window(local):
     # Without the monitor the harness cannot know whether a silent thread's connection ever
     # came up: its pings may still be queued for it (a loaded machine: the lab once called
     # such a pushpull run lost), so only the stall window may call them lost. PUB/SUB over tcp
@@ -103,7 +103,7 @@ def test_a_thread_never_seen_connected_gets_the_stall_window_not_the_drain_windo
     assert seen["drain"]["window_s"] < 1.0 and "unconnected" not in seen["drain"], seen["drain"]
 
 
-def test_the_sender_process_outlives_the_receivers_verdict(local):  # noqa: F811
+def test_the_sender_process_outlives_the_receivers_verdict(local):
     # A sender that ended as soon as its account was taken would drop what libzmq still
     # queued for a connection not yet up (os._exit: no linger), and the receiver would call
     # those pings lost; in the interop grid it did, 6 runs in 1452. With a ping dropped on
