@@ -200,11 +200,14 @@ def test(c, docker=True, slow=True, k=""):
 @task(help={"backend": "backend for the container-overhead figures (auto/docker/local)",
             "matrix": "also time a bare `invoke matrix` (the default sweep) end to end, warm",
             "cold": "with --matrix: first REMOVE the lab's images and cached base tarballs, so the "
-                    "timing includes debootstrap and every image build"})
+                    "timing includes debootstrap and every image build",
+            "grid": "also time the interop grid (every ordered pair of the pins, 4 pattern labels, 3 runs)",
+            "full_matrix": "also time the full single-version matrix (all pins and variants, 5 runs, 20x200)"})
 @lab_task
-def bench(c, backend="auto", matrix=False, cold=False):
-    """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container overhead."""
-    return app.bench(backend, matrix, cold)
+def bench(c, backend="auto", matrix=False, cold=False, grid=False, full_matrix=False):
+    """Print benchmark figures: harness vs bare pyzmq, hang-to-verdict delay, container and topology
+    overhead, drain-window verdicts, a remote engine; optionally whole sweeps' wall times."""
+    return app.bench(backend, matrix, cold, grid, full_matrix)
 
 
 # --- regression, reports and sweeps ---

@@ -346,16 +346,28 @@ def test(docker: bool, slow: bool, k: str) -> Outcome:
     return Outcome("", subprocess.call(args))
 
 
-def bench(backend: str, time_matrix: bool, cold: bool) -> Outcome:
+def bench(backend: str, time_matrix: bool, cold: bool, grid: bool = False, full_matrix: bool = False) -> Outcome:
+    """`invoke bench`; --matrix/--grid/--full-matrix add the wall times of whole sweeps."""
     from lab import bench as bench_mod
     check_backend(backend)
     if cold and not time_matrix:
         raise LabError("--cold applies to --matrix only")
-    matrix_request = None
+    d, i = MATRIX_DEFAULTS, INTEROP_DEFAULTS
+    timed = []
     if time_matrix:
-        d = MATRIX_DEFAULTS
-        matrix_request = lambda out: SweepRequest.from_cli(  # noqa: E731 (built when timed)
-            d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"], d["sync"], d["threads"],
-            d["msgs"], d["repeat"], d["stall"], d["sleep"], backend, out)
-    bench_mod.main(backend, matrix_request=matrix_request, run_matrix=sweep.sweep_run, cold=cold)
+        timed.append(("the default matrix (`invoke matrix`)", "<= 20 min cold, <= 10 min warm",
+                      lambda out: sweep.sweep_run(SweepRequest.from_cli(
+                          d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"], d["sync"],
+                          d["threads"], d["msgs"], d["repeat"], d["stall"], d["sleep"], backend, out))))
+    if grid:
+        timed.append(("the interop grid: 11 pins, pubsub(+xpub)/pushpull/routerdealer, 3 runs, --jobs 2",
+                      "<= 15 min", lambda out: interop_grid(InteropRequest.from_cli(
+                          "all", "pubsub,pushpull,routerdealer", "none,xpub", "off", i["threads"], i["msgs"], 3,
+                          i["stall"], i["sleep"], "auto", out, 2))))
+    if full_matrix:
+        timed.append(("the full matrix: --targets all --variants all --repeat 5, 20x200, --jobs 2", "<= 12 min",
+                      lambda out: sweep.sweep_run(SweepRequest.from_cli(
+                          "all", "all", "all", "all", "both", "none,xpub", 20, 200, 5, 2.0, 0.0, backend, out,
+                          jobs=2))))
+    bench_mod.main(backend, timed=timed, cold=cold)
     return Outcome()

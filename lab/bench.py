@@ -268,18 +268,22 @@ def forget_images() -> None:
     shutil.rmtree(artifacts.cache_root() / "base", ignore_errors=True)
 
 
-def time_default_matrix(cold: bool, matrix_request, run_matrix) -> float:
-    """The default `matrix` end to end: `matrix_request(out)` builds its request, `run_matrix`
-    runs it (both handed in by the app, so the bench never imports it back)."""
+def time_runs(timed, cold: bool) -> list[tuple[str, str, float]]:
+    """Section 5: each (label, goal, run) of `timed` end to end, where run(out) runs one whole
+    sweep into a scratch results root (handed in by the app, so the bench never imports it
+    back). `cold`: remove the lab's images and base tarballs first."""
     if cold:
         forget_images()
-    with tempfile.TemporaryDirectory(prefix="zmqlab-bench-") as out:
-        t0 = time.monotonic()
-        run_matrix(matrix_request(out))
-        return time.monotonic() - t0
+    took = []
+    for label, goal, run in timed:
+        with tempfile.TemporaryDirectory(prefix="zmqlab-bench-") as out:
+            t0 = time.monotonic()
+            run(out)
+            took.append((label, goal, time.monotonic() - t0))
+    return took
 
 
-def main(backend: str = "auto", stall: float = 2.0, matrix_request=None, run_matrix=None, cold: bool = False) -> None:
+def main(backend: str = "auto", stall: float = 2.0, timed=(), cold: bool = False) -> None:
     target = select(load_targets(), BENCH_TARGET)[0]
     local = LocalBackend(progress=lambda s: print("  " + s))
     local.prepare(target)
@@ -315,12 +319,11 @@ def main(backend: str = "auto", stall: float = 2.0, matrix_request=None, run_mat
     print("     long-lived container start (once per target per run): %.1f ms" % d["exec_container_start_ms"])
     print("   no-op image rebuild: %.0f ms (goal <= 5 s)" % (d["noop_rebuild_s"] * 1e3))
     print_topology_figures(target, stall)
-    if matrix_request is not None:
-        took = time_default_matrix(cold, matrix_request, run_matrix)
-        print("\n4. the default matrix (`invoke matrix`), %s: %.0f s (%.1f min; goal %s)" % (
-            "COLD: bases, builders and images built first" if cold else "warm", took, took / 60,
-            "<= 20 min" if cold else "<= 10 min"))
     print_remote_figures(target)
+    if timed:
+        print("\n5. wall times, %s" % ("COLD: bases, builders and images built first" if cold else "warm"))
+        for label, goal, took in time_runs(timed, cold):
+            print("   %-60s %5.0f s (%.1f min; goal %s)" % (label, took, took / 60, goal))
 
 
 REMOTE_ENV = "ZMQLAB_BENCH_REMOTE"
