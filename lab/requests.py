@@ -328,7 +328,8 @@ class ReproduceRequest:
         if judged is not None:
             return cls((), RunSettings(repeat=1), backend, None, md, Path(judged))
         chosen = select(load_targets(), targets)
-        settings = RunSettings.from_cli(repeat, stall, sleep)
+        # The seed's programs as they were: no socket monitors (docs/fidelity.md).
+        settings = RunSettings(repeat=repeat, stall=stall, sleep=sleep, extra=("--no-monitor",))
         return cls(chosen, settings, backend, check_output_dir(out, "--out"), md, claims=select_claims(configs))
 
 

@@ -144,3 +144,10 @@ def test_a_matrix_request_carries_its_jobs_and_records_them():
     with pytest.raises(LabError, match="--jobs must be at least 1"):
         SweepRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "primary", "off", "none", 2, 5, 1, 2.0, 0.0,
                               "local", "results", jobs=0)
+
+
+def test_reproduce_runs_the_seeds_programs_without_socket_monitors():
+    from lab.requests import ReproduceRequest
+    request = ReproduceRequest.from_cli("pyzmq-25.1.2", 2, 2.0, "local", "results", None, None, 1.0)
+    cell = request.claims[0].cell("pyzmq-25.1.2")
+    assert "--no-monitor" in request.settings.argv(cell)
