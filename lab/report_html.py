@@ -390,11 +390,20 @@ def _charts(timeline: dict, rows: list) -> str:
     lost = {r["id"]: tl.lost_at_start(r) for r in rows if isinstance(r, dict) and "id" in r}
     lag = tl.stamp_lag(timeline)
     whole = _Scale.over(_times(threads[:LANES], events))
+    lead = ""
+    connects = [c for c in (tl.number(t.get("connect_ms")) for t in threads[:LANES]) if c is not None]
+    if connects and min(connects) - whole.lo > 0.4 * (whole.hi - whole.lo):
+        # Another process or container: its interpreter started after the receiver bound,
+        # and that wait would squeeze the run into the chart's right edge.
+        lo = max(whole.lo, min(connects) - 0.05 * (whole.hi - min(connects)))
+        lead = (f'<p class="note">from {_n(lo)} ms: the senders connected {_n(min(connects))} ms after the '
+                f'receiver bound (their process started later); earlier receiver events are not drawn</p>')
+        whole = _Scale(lo, whole.hi)
     end = _startup_end(threads[:LANES], events, lost)
     if end is None or end - whole.lo > 0.4 * (whole.hi - whole.lo):
-        return _chart(threads, events, lost, whole, lag)
+        return lead + _chart(threads, events, lost, whole, lag)
     start = _Scale(whole.lo, whole.lo + 1.25 * (end - whole.lo))
-    return (f'<p class="note">the start (first {_n(start.hi - start.lo)} ms; bars go on past the right edge)</p>'
+    return lead + (f'<p class="note">the start (first {_n(start.hi - start.lo)} ms; bars go on past the right edge)</p>'
             + _chart(threads, events, lost, start, lag)
             + f'<p class="note">the whole run ({_n(whole.hi - whole.lo)} ms)</p>'
             + _chart(threads, events, lost, whole, lag))

@@ -279,3 +279,22 @@ def test_a_label_at_the_right_edge_ends_at_its_mark():
     label = re.search(r'<text class="mk" x="([\d.]+)" text-anchor="end"', lane)
     assert label and float(label.group(1)) <= report_html.WIDTH - report_html.RIGHT
     assert ">c</tspan> <tspan class=\"m-up\">C</tspan> <tspan class=\"m-up\">H</tspan>" in lane
+
+
+def test_senders_that_started_late_do_not_squeeze_the_chart():
+    # containers/processes: the receiver binds at 0, the senders start much later
+    def late(report):
+        out = with_timeline(report)
+        for t in out["timeline"]["threads"]:
+            for k in ("connect_ms", "first_send_ms", "last_send_ms", "first_recv_ms", "last_recv_ms"):
+                if t.get(k) is not None:
+                    t[k] += 1500.0
+            t["send_ms"] = [x + 1500.0 for x in t["send_ms"]]
+        for e in out["timeline"]["events"]:
+            if e["side"] == "sender":
+                e["t_ms"] += 1500.0
+        return out
+    html, _ = timeline_page(outcomes=("lost",), transform=late)
+    assert "the senders connected 150" in html and "earlier receiver events are not drawn" in html
+    plain, _ = timeline_page(outcomes=("lost",))
+    assert "earlier receiver events are not drawn" not in plain
