@@ -251,7 +251,9 @@ class Run:
             "topology": self.args.topology,
         }
         if self.role == "receiver":
-            report["peers"] = self.peers or [{"role": "sender", "account": "none"}]
+            # a peer's events are in the timeline, not twice in the report
+            report["peers"] = [{k: v for k, v in p.items() if k != "events"} for p in self.peers] \
+                or [{"role": "sender", "account": "none"}]
         if self.drain:
             report["drain"] = dict(self.drain, **(self.audit or {}))
         if timeline:
@@ -280,10 +282,8 @@ class Run:
                             "last_send_ms": ms(s.last_send_ns), "send_ms": [ms(t) for t in s.send_ns],
                             "first_recv_ms": ms(first[0]) if first else None,
                             "first_recv_seq": first[1] if first else None, "last_recv_ms": ms(last)})
-        events = [dict(e, t_ms=ms(e.pop("t_ns"))) for e in (dict(e) for e in self.monitor.snapshot())]
-        for peer in self.peers:
-            events.extend(dict(e, t_ms=ms(e.pop("t_ns"))) for e in (dict(e) for e in peer.pop("events", [])))
-        events.sort(key=lambda e: e["t_ms"])
+        events = sorted(({k: v for k, v in e.items() if k != "t_ns"} | {"t_ms": ms(e["t_ns"])}
+                         for e in self.events()), key=lambda e: e["t_ms"])
         align = None
         if self.peers and self.peers[0].get("clock"):
             align = dict(self.peers[0]["clock"], method="NTP-style over the report channel: the best of "
@@ -404,6 +404,11 @@ class Run:
             return True
         return self.drain_done(now, "quiet")
 
+    def events(self):
+        """Socket-monitor events of this process and of every sender process's account (t_ns
+        on this side's clock)."""
+        return self.monitor.snapshot() + [e for p in self.peers for e in p.get("events", ())]
+
     def unconnected(self):
         """Threads still missing pings with no sign their connection came up: nothing
         received from them and no CONNECTED/HANDSHAKE_SUCCEEDED event of their socket. (inproc
@@ -414,7 +419,7 @@ class Run:
                    if tally.received == 0 and tally.missing_for(n)]
         if not missing:
             return []
-        events = self.monitor.snapshot() + [e for p in self.peers for e in p.get("events", ())]
+        events = self.events()
         # The receiver's side counts too: a sender that sends and closes at once may have its
         # monitor stopped before its connection completes, but the bound socket still sees
         # every connection it accepts (ACCEPTED: libzmq 4.1 on; one per sender socket here).

@@ -56,7 +56,6 @@ class Monitor:
         self.dropped = 0
         self.max_pass_ms = 0.0
         self._inbox = queue.Queue()
-        self._passes = 0                # collector passes so far ...
         self._seen = threading.Condition()
         self._pending = {}              # thread -> monitors handed over, not yet read once
         self._per_thread = {}

@@ -34,8 +34,9 @@ HELLO_DEADLINE_S = 20.0     # sender: the receiver's container may still be star
 ACK_WAIT_S = 2.0            # sender: how long it waits for the receiver to take its account
 
 
-def _send(sock, kind, body):
-    sock.send_multipart([kind, json.dumps(body).encode()])
+def _send(sock, kind, body, ident=None):
+    """One report-channel message; `ident` routes a ROUTER's answer to its sender."""
+    sock.send_multipart(([ident] if ident is not None else []) + [kind, json.dumps(body).encode()])
 
 
 class ReportChannel:
@@ -56,12 +57,12 @@ class ReportChannel:
         run = self.run
         if kind == b"hello":
             run.last_progress = time.monotonic()  # a sender saying hello is not a stall
-            _send_to(self.sock, ident, b"time", {"t2": time.time_ns()})
+            _send(self.sock, b"time", {"t2": time.time_ns()}, ident)
             return
         if kind != b"account":
             return
         acc = json.loads(body.decode())
-        _send_to(self.sock, ident, b"ack", {})
+        _send(self.sock, b"ack", {}, ident)
         self.take(acc)
 
     def take(self, acc):
@@ -82,10 +83,6 @@ class ReportChannel:
             run.stalled_peer = acc
         else:
             run.final_at = time.monotonic()
-
-
-def _send_to(sock, ident, kind, body):
-    sock.send_multipart([ident, kind, json.dumps(body).encode()])
 
 
 def _forget_refused(tally, refused):
