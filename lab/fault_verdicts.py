@@ -1,0 +1,335 @@
+"""What a fault did to a run: loss inside and outside its window, recovery, threads that never came back.
+
+Pure: a run report (a dict, `zmqlab.run/1` with the fault blocks below) in, a frozen
+`FaultOutcome` out; no I/O, no zmq, no import of lab/faults.py (its writer owns the
+`Fault`/`FaultWindow` types; this module reads only the report's plain data).
+
+Report blocks read (all on the receiver's clock, ns):
+  report["faults"]  [{"kind", "target", "start_ns", "end_ns" | None, "undone", "error"}, ...]
+  report["pings"]   {"clock": "receiver", "threads": [{"id", "incarnation"?, "sent_ns": [...],
+                     "recv_ns": [...]}]}  -- index i is seq i+1; None = never sent / never received
+  report["params"]["stall"], report["stall"]["stacks"], report["outcome"], report["timeline"]["t0_ns"]
+
+How a lost ping is placed (a seq sent, never received):
+  inside   sent in [start - grace, end + grace] of a window (the first such window). The grace is
+           an in-flight allowance: a ping sent just before the fault struck may still have been in
+           a socket queue or the kernel when it did, and one sent just after the heal may still
+           have been behind the fault's backlog. It is 4 x the run's own one-way latency (the
+           median over pings delivered before the first fault; the drain window's factor, see
+           docs/topology.md), and at least GRACE_MIN_NS, because on a quiet loopback the latency is
+           tens of microseconds while a heal (a sidecar deleting its rules, docker unpause) is
+           stamped by another process with millisecond jitter.
+  join     outside every window, and before the thread's first delivered ping: its connection
+           was not up yet (the PUB/SUB slow joiner; the lab's baseline loss, not the fault's).
+  outside  every other lost ping.
+A ping sent in [start, end] and received after end is counted apart as `late`: delayed, not lost.
+
+Recovery of a thread: from end_ns to the first ping of that thread received at or after end_ns.
+For a kill of the sender the killed incarnation sends nothing more; recovery is to the first
+ping of the next incarnation's thread with the same id. A thread "needed" recovery when it had
+pings sent from the window's start on, or pings it never sent. It "never recovered" when nothing
+of it arrived within the run's stall window after end_ns.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from statistics import median
+from typing import Optional
+
+GRACE_MIN_NS = 50_000_000          # 50 ms: the floor of the in-flight allowance (see above)
+LATENCY_FACTOR = 4                 # the drain window's factor over the one-way latency
+DEFAULT_STALL_S = 2.0              # the harness's default --stall
+TARGET_ABBREV = {"receiver": "rx", "sender": "tx"}
+
+
+@dataclass(frozen=True)
+class ThreadPings:
+    id: int
+    incarnation: int
+    sent_ns: tuple
+    recv_ns: tuple
+
+    @property
+    def key(self) -> str:
+        return str(self.id) if self.incarnation == 1 else "%d/%d" % (self.id, self.incarnation)
+
+    def first_recv_ns(self) -> Optional[int]:
+        got = [r for r in self.recv_ns if r is not None]
+        return min(got) if got else None
+
+
+@dataclass(frozen=True)
+class Window:
+    kind: str
+    target: str
+    start_ns: int
+    end_ns: Optional[int]          # None: never undone
+    undone: bool
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
+class WindowOutcome:
+    kind: str
+    target: str
+    start_ns: int
+    end_ns: Optional[int]
+    undone: bool
+    error: Optional[str]
+    lost_inside: int
+    lost_inside_by_thread: tuple   # ((thread key, ((first seq, last seq), ...)), ...)
+    late: int                      # sent in [start, end], received after end
+    delivered_during: int          # received inside (start + grace, end): traffic did not stop
+    recovery_ms: tuple             # ((thread key, ms), ...) for threads that needed and got it
+    never_recovered: tuple         # thread keys
+    worst_thread: Optional[str]
+    worst_recovery_ms: Optional[float]
+
+
+@dataclass(frozen=True)
+class FaultOutcome:
+    windows: tuple                 # WindowOutcome per fault window, in report order
+    lost_inside: int
+    lost_outside: int
+    lost_join: int
+    lost_outside_by_thread: tuple
+    grace_ms: float
+    latency_ms: Optional[float]
+    stall_s: float
+    heartbeat: Optional[bool]      # None: the report does not say
+    stacks: tuple                  # names under report["stall"]["stacks"] when the run stalled
+    run_outcome: Optional[str]
+    t0_ns: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def explain(self) -> str:
+        return explain(self)
+
+
+def windows_of(report: dict) -> tuple:
+    return tuple(Window(kind=f["kind"], target=f["target"], start_ns=int(f["start_ns"]),
+                        end_ns=None if f.get("end_ns") is None else int(f["end_ns"]),
+                        undone=bool(f.get("undone")), error=f.get("error"))
+                 for f in report.get("faults") or ())
+
+
+def threads_of(report: dict) -> tuple:
+    rows = (report.get("pings") or {}).get("threads") or ()
+    return tuple(ThreadPings(id=int(t["id"]), incarnation=int(t.get("incarnation", 1)),
+                             sent_ns=tuple(t.get("sent_ns") or ()), recv_ns=tuple(t.get("recv_ns") or ()))
+                 for t in rows)
+
+
+def _pairs(thread: ThreadPings):
+    """(seq, sent_ns, recv_ns) for each seq; a recv list shorter than sent means not received."""
+    for i, sent in enumerate(thread.sent_ns):
+        recv = thread.recv_ns[i] if i < len(thread.recv_ns) else None
+        yield i + 1, sent, recv
+
+
+def latency_ns(threads, first_start_ns: Optional[int]) -> Optional[float]:
+    """Median one-way latency of pings delivered before the first fault (all delivered if none)."""
+    before = [r - s for t in threads for _, s, r in _pairs(t)
+              if s is not None and r is not None and (first_start_ns is None or s < first_start_ns)]
+    if not before:
+        return None
+    return float(median(before))
+
+
+def grace_ns(latency: Optional[float]) -> int:
+    return max(GRACE_MIN_NS, int(LATENCY_FACTOR * (latency or 0)))
+
+
+def seq_ranges(seqs) -> tuple:
+    """(1, 2, 3, 7) -> ((1, 3), (7, 7))."""
+    out = []
+    for n in sorted(seqs):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return tuple((a, b) for a, b in out)
+
+
+def _inside(sent: int, w: Window, grace: int) -> bool:
+    end = float("inf") if w.end_ns is None else w.end_ns + grace
+    return w.start_ns - grace <= sent <= end
+
+
+def _stall_s(report: dict) -> float:
+    return float((report.get("params") or {}).get("stall") or DEFAULT_STALL_S)
+
+
+def heartbeat_of(report: dict) -> Optional[bool]:
+    """Whether ZMTP heartbeats were on; the runner's param may be a bool or an interval in ms."""
+    params = report.get("params") or {}
+    for key in ("heartbeat", "heartbeat_ivl", "heartbeat_ivl_ms"):
+        if key in params:
+            return bool(params[key])
+    return None
+
+
+def _stacks(report: dict) -> tuple:
+    stall = report.get("stall") or {}
+    return tuple(sorted((stall.get("stacks") or {}).keys()))
+
+
+def _t0(report: dict, threads, windows) -> int:
+    t0 = (report.get("timeline") or {}).get("t0_ns")
+    if t0 is not None:
+        return int(t0)
+    sent = [s for t in threads for s in t.sent_ns if s is not None]
+    if sent:
+        return min(sent)
+    return windows[0].start_ns if windows else 0
+
+
+def _incarnation_after(windows, index: int) -> int:
+    """The sender incarnation that follows window `index` (1 + sender kills up to and including it)."""
+    return 1 + sum(1 for w in windows[:index + 1] if w.kind == "kill" and w.target == "sender")
+
+
+def _recovery(w: Window, index: int, windows, threads, stall_ns: int):
+    """(((key, ms), ...), never-recovered keys) for one window; nothing when it was never undone."""
+    if w.end_ns is None:
+        return (), ()
+    sender_kill = w.kind == "kill" and w.target == "sender"
+    incarnation = _incarnation_after(windows, index) if sender_kill else None
+    by_key = {(t.id, t.incarnation): t for t in threads}
+    recovered, never = [], []
+    for t in threads:
+        if sender_kill and t.incarnation != incarnation - 1:
+            continue
+        if not sender_kill and any(u.id == t.id and u.incarnation > t.incarnation
+                                   and u.sent_ns and u.sent_ns[0] is not None and u.sent_ns[0] <= w.start_ns
+                                   for u in threads):
+            continue                            # a later incarnation had already taken over
+        pending = any(s is None or s >= w.start_ns for s in t.sent_ns)
+        if not pending:
+            continue                            # everything was sent before the fault: nothing to recover
+        source = by_key.get((t.id, incarnation)) if sender_kill else t
+        key = source.key if source is not None else t.key
+        after = [r for r in (source.recv_ns if source else ()) if r is not None and r >= w.end_ns]
+        first = min(after) if after else None
+        if first is None or first - w.end_ns > stall_ns:
+            never.append(key)
+        else:
+            recovered.append((key, round((first - w.end_ns) / 1e6, 3)))
+    return tuple(recovered), tuple(never)
+
+
+def analyse(report: dict) -> Optional[FaultOutcome]:
+    """The FaultOutcome of one run report, or None when the run had no fault."""
+    windows = windows_of(report)
+    if not windows:
+        return None
+    threads = threads_of(report)
+    lat = latency_ns(threads, min(w.start_ns for w in windows))
+    grace = grace_ns(lat)
+    stall_s = _stall_s(report)
+    stall_ns = int(stall_s * 1e9)
+
+    inside = [dict() for _ in windows]          # window -> thread key -> [seq]
+    late = [0] * len(windows)
+    during = [0] * len(windows)
+    outside, join = {}, 0
+    for t in threads:
+        first = t.first_recv_ns()
+        first_sent_delivered = min((s for _, s, r in _pairs(t) if r is not None and s is not None), default=None)
+        for seq, sent, recv in _pairs(t):
+            if sent is None:
+                continue
+            for i, w in enumerate(windows):
+                if (recv is not None and w.end_ns is not None and w.start_ns <= sent <= w.end_ns
+                        and recv > w.end_ns):
+                    late[i] += 1
+                if recv is not None and recv > w.start_ns + grace and (w.end_ns is None or recv < w.end_ns):
+                    during[i] += 1
+            if recv is not None:
+                continue
+            hit = next((i for i, w in enumerate(windows) if _inside(sent, w, grace)), None)
+            if hit is not None:
+                inside[hit].setdefault(t.key, []).append(seq)
+            elif first is None or (first_sent_delivered is not None and sent < first_sent_delivered):
+                join += 1
+            else:
+                outside.setdefault(t.key, []).append(seq)
+
+    outcomes = []
+    for i, w in enumerate(windows):
+        recovered, never = _recovery(w, i, windows, threads, stall_ns)
+        worst = max(recovered, key=lambda kv: kv[1]) if recovered else None
+        outcomes.append(WindowOutcome(
+            kind=w.kind, target=w.target, start_ns=w.start_ns, end_ns=w.end_ns, undone=w.undone,
+            error=w.error,
+            lost_inside=sum(len(v) for v in inside[i].values()),
+            lost_inside_by_thread=tuple((k, seq_ranges(v)) for k, v in inside[i].items()),
+            late=late[i], delivered_during=during[i],
+            recovery_ms=recovered, never_recovered=never,
+            worst_thread=worst[0] if worst else None, worst_recovery_ms=worst[1] if worst else None))
+    return FaultOutcome(
+        windows=tuple(outcomes),
+        lost_inside=sum(o.lost_inside for o in outcomes),
+        lost_outside=sum(len(v) for v in outside.values()),
+        lost_join=join,
+        lost_outside_by_thread=tuple((k, seq_ranges(v)) for k, v in outside.items()),
+        grace_ms=round(grace / 1e6, 3), latency_ms=None if lat is None else round(lat / 1e6, 3),
+        stall_s=stall_s, heartbeat=heartbeat_of(report), stacks=_stacks(report),
+        run_outcome=report.get("outcome"), t0_ns=_t0(report, threads, windows))
+
+
+def _ranges_text(ranges) -> str:
+    return ", ".join("#%d" % a if a == b else "#%d–#%d" % (a, b) for a, b in ranges)
+
+
+def _threads_text(by_thread, most: int = 2) -> str:
+    parts = ["thread %s: %s" % (k, _ranges_text(r)) for k, r in by_thread[:most]]
+    if len(by_thread) > most:
+        parts.append("+%d more threads" % (len(by_thread) - most))
+    return "; ".join(parts)
+
+
+def explain_window(o: FaultOutcome, w: WindowOutcome) -> str:
+    start = (w.start_ns - o.t0_ns) / 1e9
+    span = ("%.2f–%.2f s" % (start, (w.end_ns - o.t0_ns) / 1e9) if w.end_ns is not None
+            else "from %.2f s, never undone" % start)
+    text = "%s %s %s: " % (w.kind, TARGET_ABBREV.get(w.target, w.target), span)
+    text += "%d lost inside" % w.lost_inside
+    if w.lost_inside_by_thread:
+        text += " (%s)" % _threads_text(w.lost_inside_by_thread)
+    if w.late:
+        text += ", %d sent inside delivered late" % w.late
+    if w.end_ns is None:
+        pass
+    elif w.recovery_ms and not w.never_recovered:
+        text += ", recovered after %.0f ms (worst thread %s)" % (w.worst_recovery_ms, w.worst_thread)
+    elif w.never_recovered:
+        text += ", thread%s %s never recovered within the %.1f s stall window" % (
+            "s" if len(w.never_recovered) > 1 else "", ", ".join(w.never_recovered), o.stall_s)
+        if w.recovery_ms:
+            text += " (others after up to %.0f ms)" % w.worst_recovery_ms
+        if o.stacks:
+            text += "; stacks in report.stall.stacks"
+    else:
+        text += ", no thread had pings left to recover"
+    if w.error:
+        text += "; fault error: %s" % w.error
+    return text
+
+
+def explain(o: FaultOutcome) -> str:
+    """One line: outside loss first (the part the fault does not excuse), then each window."""
+    head = "%d lost outside" % o.lost_outside
+    if o.lost_outside_by_thread:
+        head += " (%s)" % _threads_text(o.lost_outside_by_thread)
+    if o.lost_join:
+        head += ", %d before their thread's first delivery" % o.lost_join
+    windows = "; ".join(explain_window(o, w) for w in o.windows)
+    # The first window leads, as in "partition rx 1.50–3.50 s: 0 lost outside, 37 lost inside ...".
+    first, _, rest = windows.partition(": ")
+    line = "%s: %s, %s" % (first, head, rest)
+    if o.heartbeat is not None:
+        line += "; heartbeats %s" % ("on" if o.heartbeat else "off")
+    return line

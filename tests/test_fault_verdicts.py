@@ -1,0 +1,155 @@
+"""lab/fault_verdicts.py on constructed run reports: window split, grace, recovery, explain()."""
+import json
+
+import pytest
+
+from lab import fault_verdicts as fv
+
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000      # a receiver clock reading, ns
+
+
+def ns(ms):
+    return None if ms is None else T0 + int(ms * MS)
+
+
+def thread(tid, sent_ms, recv_ms, incarnation=None):
+    t = {"id": tid, "sent_ns": [ns(s) for s in sent_ms], "recv_ns": [ns(r) for r in recv_ms]}
+    if incarnation is not None:
+        t["incarnation"] = incarnation
+    return t
+
+
+def report(threads, faults, stall=2.0, outcome="lost", heartbeat=None, stacks=None):
+    params = {"pattern": "pushpull", "stall": stall}
+    if heartbeat is not None:
+        params["heartbeat"] = heartbeat
+    return {"params": params, "outcome": outcome, "timeline": {"t0_ns": T0},
+            "stall": {"since_progress_s": stall, "stacks": stacks} if stacks else None,
+            "faults": [dict({"kind": "partition", "target": "receiver", "undone": True, "error": None}, **f,
+                            start_ns=ns(f["start_ms"]), end_ns=ns(f.get("end_ms"))) for f in faults],
+            "pings": {"clock": "receiver", "threads": threads}}
+
+
+def window(start_ms=1000, end_ms=2000, **kw):
+    return dict(start_ms=start_ms, end_ms=end_ms, **kw)
+
+
+def test_no_faults_gives_none():
+    assert fv.analyse(report([thread(0, [10], [11])], [])) is None
+    assert fv.analyse({"outcome": "ok"}) is None
+
+
+def test_inside_outside_boundaries_with_the_50ms_floor():
+    # delivered pings before the fault: latency 0.1 ms -> grace is the 50 ms floor
+    sent = [100, 949.999, 950, 2050, 2050.001, 2500]
+    recv = [100.1, None, None, None, None, None]
+    out = fv.analyse(report([thread(0, sent, recv)], [window()]))
+    assert out.grace_ms == 50.0
+    w = out.windows[0]
+    assert w.lost_inside == 2 and w.lost_inside_by_thread == (("0", ((3, 4),)),)
+    assert out.lost_outside == 3
+    assert out.lost_outside_by_thread == (("0", ((2, 2), (5, 6))),)
+    assert out.lost_join == 0
+
+
+def test_grace_grows_with_the_measured_latency():
+    # pre-fault pings took 30 ms: grace 120 ms, so a loss 100 ms after the heal is still inside
+    sent = [0, 10, 20, 2100]
+    recv = [30, 40, 50, None]
+    out = fv.analyse(report([thread(0, sent, recv)], [window()]))
+    assert out.latency_ms == pytest.approx(30.0)
+    assert out.grace_ms == pytest.approx(120.0)
+    assert out.windows[0].lost_inside == 1 and out.lost_outside == 0
+    fast = fv.analyse(report([thread(0, sent, [0.5, 10.5, 20.5, None])], [window()]))
+    assert fast.windows[0].lost_inside == 0 and fast.lost_outside == 1
+
+
+def test_late_deliveries_are_counted_apart_and_not_lost():
+    sent = [500, 1200, 1300, 1500, 2600]
+    recv = [500.2, 1300.5, 2010, 2011, 2600.2]     # #2 arrived while the fault lasted: not late
+    out = fv.analyse(report([thread(0, sent, recv)], [window()]))
+    w = out.windows[0]
+    assert w.late == 2 and w.lost_inside == 0 and out.lost_outside == 0
+    assert w.delivered_during == 1
+    assert "2 sent inside delivered late" in out.explain()
+
+
+def test_loss_before_a_threads_first_delivery_is_join_loss():
+    sent = [1, 2, 3, 4, 3000]
+    recv = [None, None, 3.2, 4.1, None]
+    out = fv.analyse(report([thread(0, sent, recv)], [window()]))
+    assert out.lost_join == 2 and out.lost_outside == 1
+    assert "2 before their thread's first delivery" in out.explain()
+
+
+def test_recovery_per_thread_and_worst():
+    t1 = thread(1, [500, 1500, 2100, 2300], [500.1, None, 2100.1, 2300.1])   # first after heal +100.1
+    t4 = thread(4, [500, 1500, 2100, 2300], [500.1, None, None, 2212])       # first after heal +212
+    done = thread(5, [100, 200], [100.1, 200.1])                            # finished before the fault
+    out = fv.analyse(report([t1, t4, done], [window()]))
+    w = out.windows[0]
+    assert dict(w.recovery_ms) == {"1": pytest.approx(100.1), "4": pytest.approx(212.0)}
+    assert w.worst_thread == "4" and w.worst_recovery_ms == pytest.approx(212.0)
+    assert w.never_recovered == ()
+
+
+def test_pending_thread_with_nothing_after_the_heal_never_recovers():
+    stuck = thread(2, [500, 1500, None, None], [500.1, None, None, None])    # pings left, none sent
+    slow = thread(3, [500, 2500], [500.1, 4100])                            # +2.1 s > 2.0 s stall
+    ok = thread(4, [500, 2100], [500.1, 2100.1])
+    stacks = {"sender: thread 2": "File ...", "main": "File ..."}
+    out = fv.analyse(report([stuck, slow, ok], [window()], stacks=stacks, outcome="deadlock"))
+    w = out.windows[0]
+    assert w.never_recovered == ("2", "3")
+    assert dict(w.recovery_ms) == {"4": pytest.approx(100.1)}
+    assert out.stacks == ("main", "sender: thread 2")
+    text = out.explain()
+    assert "threads 2, 3 never recovered within the 2.0 s stall window" in text
+    assert "stacks in report.stall.stacks" in text
+
+
+def test_kill_of_the_sender_recovers_to_the_next_incarnation():
+    first = thread(0, [500, 900, 1100, None, None], [500.1, 900.1, None, None, None])
+    second = thread(0, [2100, 2200], [2300, 2300.5], incarnation=2)
+    kill = window(kind="kill", target="sender")
+    out = fv.analyse(report([first, second], [kill]))
+    w = out.windows[0]
+    assert dict(w.recovery_ms) == {"0/2": pytest.approx(300.0)}
+    assert w.lost_inside == 1 and w.lost_inside_by_thread == (("0", ((3, 3),)),)
+    assert "(worst thread 0/2)" in out.explain()
+    # no second incarnation in the report: the killed thread never came back
+    alone = fv.analyse(report([first], [kill]))
+    assert alone.windows[0].never_recovered == ("0",) and alone.windows[0].recovery_ms == ()
+
+
+def test_window_never_undone_has_no_recovery():
+    t = thread(0, [500, 1500, 2500], [500.1, None, None])
+    out = fv.analyse(report([t], [window(end_ms=None, undone=False, error="sidecar gone")]))
+    w = out.windows[0]
+    assert w.lost_inside == 2 and w.recovery_ms == () and w.never_recovered == ()
+    text = out.explain()
+    assert "from 1.00 s, never undone" in text and "fault error: sidecar gone" in text
+
+
+def test_explain_wording():
+    # thread 2: #1-#40 delivered before the fault, #41-#43 sent inside and lost, #44 after the heal
+    sent = [1000 + i for i in range(40)] + [1600, 1601, 1602, 3600]
+    recv = [1000.1 + i for i in range(40)] + [None, None, None, 3600.2]
+    t4 = thread(4, [1000, 3500, 3712], [1000.1, None, 3712])
+    out = fv.analyse(report([thread(2, sent, recv), t4], [window(1500, 3500)], heartbeat=False))
+    assert out.explain() == ("partition rx 1.50–3.50 s: 0 lost outside, 4 lost inside "
+                             "(thread 2: #41–#43; thread 4: #2), recovered after 212 ms (worst thread 4); "
+                             "heartbeats off")
+
+
+def test_to_dict_is_json_and_carries_the_run_outcome():
+    out = fv.analyse(report([thread(0, [500, 1500], [500.1, None])], [window()], outcome="lost"))
+    d = json.loads(json.dumps(out.to_dict()))
+    assert d["run_outcome"] == "lost" and d["windows"][0]["lost_inside"] == 1
+    assert d["windows"][0]["kind"] == "partition"
+
+
+def test_seq_ranges():
+    assert fv.seq_ranges([7, 1, 2, 3, 9, 10]) == ((1, 3), (7, 7), (9, 10))
+    assert fv.seq_ranges([]) == ()
