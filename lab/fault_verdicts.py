@@ -302,7 +302,7 @@ def explain_window(o: FaultOutcome, w: WindowOutcome) -> str:
     if w.late:
         text += ", %d sent inside delivered late" % w.late
     if w.end_ns is None:
-        pass
+        pass                                    # never undone: there is nothing to recover from
     elif w.recovery_ms and not w.never_recovered:
         text += ", recovered after %.0f ms (worst thread %s)" % (w.worst_recovery_ms, w.worst_thread)
     elif w.never_recovered:

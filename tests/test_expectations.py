@@ -143,3 +143,12 @@ def test_judge_a_real_fault_outcome():
     worse = fv.analyse(_reset_report([300, 500, 1010, 1180], [300.1, None, None, 1180.2])).to_dict()
     verdict, reason = ex.judge(e, worse)
     assert verdict == "unexpected" and reason.startswith("1 lost outside")
+
+
+def test_the_doc_lists_every_expectation_with_its_source():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "fault-expectations.md").read_text()
+    for e in ex.EXPECTATIONS:
+        assert "`%s`" % e.scenario_id in doc, e.scenario_id
+        if e.scenario_id != "dealer-dead-peer" or e.options:       # its off entry says "as for PUSH"
+            assert e.source_url in doc, e.source_url
