@@ -169,6 +169,7 @@ class FaultInjector:
         self._active: dict[int, Applied] = {}
         self._probed: dict[str, str | None] | None = None
         self._image: str | None = None
+        self._devices: dict[str, str] = {}          # peer id -> its lab interface (an exec saved)
 
     # ------------------------------------------------------------ sidecars
 
@@ -209,6 +210,11 @@ class FaultInjector:
 
     def _device(self, box: Any, peer: Any) -> str:
         """The peer's interface on its lab network (the run's, else its only one); never lo."""
+        if peer.id not in self._devices:
+            self._devices[peer.id] = self._find_device(box, peer)
+        return self._devices[peer.id]
+
+    def _find_device(self, box: Any, peer: Any) -> str:
         engine.transient_retry(peer.reload)()
         nets = {k: v for k, v in (peer.attrs.get("NetworkSettings", {}).get("Networks") or {}).items()
                 if v.get("IPAddress")}
@@ -297,28 +303,30 @@ class FaultInjector:
             if self._active.pop(id(applied), None) is None:
                 raise LabError(f"{applied.fault.label}: not applied, or already ended")
         try:
-            undone, detail, error = self._heal(applied)
+            undone, detail, error, end_ns = self._heal(applied)
         except BaseException as exc:
             if not isinstance(exc, Exception):      # Ctrl-C: undo_all() finishes the job
                 self._register(applied)
                 raise
             undone, detail, error = False, applied.detail, f"undoing failed: {engine.reason(exc)}"
-        return FaultWindow(applied.fault.kind, applied.fault.target, applied.start_ns, time.time_ns(),
+            end_ns = time.time_ns()
+        return FaultWindow(applied.fault.kind, applied.fault.target, applied.start_ns, end_ns,
                            undone, detail, error, applied.fault.label)
 
-    def _heal(self, applied: Applied) -> tuple[bool, str, str | None]:
+    def _heal(self, applied: Applied) -> tuple[bool, str, str | None, int]:
+        """(undone, detail, error, when the undoing returned: not counting the sidecar's removal)"""
         peer = applied.peer
         if applied.fault.kind == "pause":
             try:
                 engine.transient_retry(peer.unpause)()
             except docker.errors.NotFound:
-                return True, f"{applied.detail}; the peer is gone", None
+                return True, f"{applied.detail}; the peer is gone", None, time.time_ns()
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:          # 409: not paused (any more)
                     raise
-            state = self._state(peer)
+            healed_ns, state = time.time_ns(), self._state(peer)
             ok = state in ("running", "exited", "gone")
-            return ok, f"{applied.detail}; unpaused ({state})", None if ok else f"peer is {state} after unpause"
+            return ok, f"{applied.detail}; unpaused ({state})", None if ok else f"peer is {state} after unpause", healed_ns
         box = applied.sidecar
         try:
             code, out = self._sh(box, heal_script(applied.todo))
@@ -330,15 +338,16 @@ class FaultInjector:
                 box = self._sidecar(peer, 60)
             except docker.errors.APIError as again:
                 if again.status_code == 404 or self._state(peer) == "gone":
-                    return True, f"{applied.detail}; the peer is gone, and its netns with the rules", None
+                    return True, f"{applied.detail}; the peer is gone, and its netns with the rules", None, time.time_ns()
                 raise
             code, out = self._sh(box, heal_script(applied.todo))
         finally:
+            healed_ns = time.time_ns()
             self._remove(box)
         left = [line[6:] for line in out.splitlines() if line.startswith("LEFT: ")]
         if code != 0 or left or "healed" not in out:
-            return False, applied.detail, f"still applied: {'; '.join(left) or one_line(out)}"
-        return True, applied.detail, None
+            return False, applied.detail, f"still applied: {'; '.join(left) or one_line(out)}", healed_ns
+        return True, applied.detail, None, healed_ns
 
     def _state(self, container: Any) -> str:
         try:
