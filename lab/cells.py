@@ -11,6 +11,12 @@ receiver (`sender`, containers only) is keyed 'SENDER>RECEIVER/...':
     pyzmq-25.1.2/pushpull/tcp/default                       threads
     pyzmq-25.1.2/pushpull/tcp/default@containers            one pin, two containers
     libzmq-4.1.6>pyzmq-26.4.0/pubsub/tcp/default@containers  4.1.6 sends, 26.4.0 receives
+
+Socket options (scenarios/options.py: --heartbeat, --immediate, --reconnect-ivl, --hwm,
+--xpub-nodrop) are one more axis, named after the other options and before the topology; a cell
+without any keeps its key, argv and dict exactly as before:
+    pyzmq-25.1.2/pushpull/tcp/default+hb100-300+immediate@containers
+    pyzmq-25.1.2/pubsub/tcp/default+xpub+hwm10+nodrop
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Iterable, Sequence
 from lab.errors import LabError
 from scenarios import flags
 from scenarios.flags import PATTERNS, SYNC_MODES, TRANSPORTS
+from scenarios.options import OptionError, SockOpts
 
 TOPOLOGIES = ("threads", "processes", "containers")
 # What crosses each topology's boundary: inproc lives inside one process (a second process, let
@@ -59,6 +66,7 @@ class Cell:
     msgs: int = 1000
     topology: str = "threads"
     sender: str = ""               # the sender's target when it is not `target` (the receiver's)
+    sockopts: SockOpts = SockOpts()    # none by default: the cell of every earlier run
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -82,6 +90,11 @@ class Cell:
         _check_count("threads", self.threads)
         _check_count("msgs", self.msgs)
         self._check_topology()
+        if not isinstance(self.sockopts, SockOpts):
+            raise LabError(f"a cell's socket options must be a SockOpts, not {self.sockopts!r}")
+        problem = self.sockopts.check(self.pattern, self.transport, self.sync)
+        if problem:
+            raise LabError(problem)
 
     def _check_topology(self) -> None:
         if self.topology not in TOPOLOGIES:
@@ -102,8 +115,10 @@ class Cell:
 
     @property
     def options(self) -> str:
-        """Variant, then '+poll', then '+xpub': the label of every topology."""
-        return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "")
+        """Variant, then '+poll', then '+xpub', then the socket options ('+hb100-300',
+        '+immediate', '+rivl50', '+hwm10', '+nodrop'): the label of every topology."""
+        return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "") \
+            + self.sockopts.label
 
     @property
     def label(self) -> str:
@@ -132,11 +147,11 @@ class Cell:
 
     @property
     def order(self) -> tuple[int, ...]:
-        """Canonical column order: pattern, transport, variant, sync, poll, topology (as in the
-        constants): a variant's topologies stand side by side."""
+        """Canonical column order: pattern, transport, variant, sync, poll, socket options (none
+        first), topology (as in the constants): a variant's topologies stand side by side."""
         return (PATTERNS.index(self.pattern), TRANSPORTS.index(self.transport),
                 VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll),
-                TOPOLOGIES.index(self.topology))
+                self.sockopts.label, TOPOLOGIES.index(self.topology))
 
     def scenario_argv(self, stall: float, sleep: float, extra: Sequence[str] = ()) -> list[str]:
         """Arguments for `python -m scenarios` that run exactly this cell."""
@@ -150,16 +165,22 @@ class Cell:
             argv += ["--variant", self.variant]
         if self.topology != "threads":
             argv += ["--topology", self.topology]
+        argv += self.sockopts.argv()
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]
         return argv + [str(a) for a in extra]
 
     def to_dict(self) -> dict:
-        """Threads cells without the topology fields: the dicts baselines and old results hold."""
+        """Threads cells without the topology fields, cells without socket options without
+        `sockopts`: the dicts baselines and old results hold."""
         data = asdict(self)
         if self.topology == "threads":
             del data["topology"]
         if not self.sender:
             del data["sender"]
+        if self.sockopts:
+            data["sockopts"] = self.sockopts.to_dict()
+        else:
+            del data["sockopts"]
         return data
 
     @classmethod
@@ -170,7 +191,12 @@ class Cell:
                                            "poll", "sync", "threads", "msgs")}
         except KeyError as exc:
             raise LabError(f"cell description lacks {exc.args[0]!r}") from None
-        return cls(**fields, topology=data.get("topology", "threads"), sender=data.get("sender", ""))
+        try:
+            sockopts = SockOpts.from_dict(data.get("sockopts"))
+        except (OptionError, TypeError) as exc:
+            raise LabError(f"cell description has bad socket options: {exc}") from None
+        return cls(**fields, topology=data.get("topology", "threads"), sender=data.get("sender", ""),
+                   sockopts=sockopts)
 
 
 def _num(value: float) -> str:
@@ -212,6 +238,23 @@ def parse_poll_modes(value: str | Iterable[bool]) -> tuple[bool, ...]:
     return tuple(words[w] for w in parse_list(value, tuple(words), "poll mode"))
 
 
+def parse_sockopts(value: str | Iterable[SockOpts]) -> tuple[SockOpts, ...]:
+    """'none,hb100-300+immediate,hwm10' (each a label's suffix without its first '+'; 'none': no
+    option) or SockOpts values -> the socket-option sets, duplicates dropped."""
+    if not isinstance(value, str):
+        sets = tuple(dict.fromkeys(value))
+        if not sets or any(not isinstance(s, SockOpts) for s in sets):
+            raise LabError(f"socket options must be SockOpts values, not {value!r}")
+        return sets
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise LabError("no socket options given ('none', or e.g. hb100-300+immediate,hwm10)")
+    try:
+        return tuple(dict.fromkeys(SockOpts.from_label(n) for n in names))
+    except OptionError as exc:
+        raise LabError(str(exc)) from None
+
+
 def _target_name(target: object) -> str:
     name = getattr(target, "name", target)     # accept lab.targets.Target or a plain name
     if not isinstance(name, str) or not name:
@@ -226,7 +269,8 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
            sync_modes: Sequence[str] | str = ("none",),
            threads: int = 10, msgs: int = 1000,
            topologies: Sequence[str] | str = ("threads",),
-           senders: Sequence[object] = ()) -> tuple[Cell, ...]:
+           senders: Sequence[object] = (),
+           sockopts: Sequence[SockOpts] | str = (SockOpts(),)) -> tuple[Cell, ...]:
     """Every cell of the sweep, targets in the given (pin) order, the rest in canonical order.
 
     Per-pattern axes collapse where they do not apply, so `--sync none,xpub --patterns all`
@@ -242,6 +286,9 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
     cross (`--transports inproc --topology processes`) is an error naming both.
       senders=[...]   -> every target (as the receiver) with each of these pins as its sender:
                          containers only; a sender equal to the target is the plain diagonal cell
+      sockopts=[...]  -> socket-option sets, each on the cells it applies to (heartbeat, immediate
+                         and reconnect-ivl over ipc/tcp, nodrop on pubsub+xpub); a set that applies
+                         to none of the chosen cells is an error naming why
     """
     _check_count("threads", threads)
     _check_count("msgs", msgs)
@@ -259,6 +306,7 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
         if not set(TOPOLOGY_TRANSPORTS[topology]) & set(chosen_transports):
             raise LabError(f"topology {topology} needs {' or '.join(TOPOLOGY_TRANSPORTS[topology])}, "
                            f"which is not among the transports ({_known(chosen_transports)})")
+    option_sets = parse_sockopts(sockopts)
     sender_names = tuple(dict.fromkeys(_target_name(t) for t in senders)) or ("",)
     if sender_names != ("",) and chosen_topologies != ("containers",):
         raise LabError("a sender of another target runs in containers only, not "
@@ -292,8 +340,17 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
                     for variant in variants_for(pattern):
                         for sync in syncs_for(pattern):
                             for poll in sorted(polls):
-                                for topology in sorted(chosen_topologies, key=TOPOLOGIES.index):
-                                    if transport in TOPOLOGY_TRANSPORTS[topology]:
-                                        cells.append(Cell(target, pattern, transport, variant, poll, sync,
-                                                          threads, msgs, topology, sender))
+                                for opts in sorted(option_sets, key=lambda o: o.label):
+                                    if opts.check(pattern, transport, sync):
+                                        continue
+                                    for topology in sorted(chosen_topologies, key=TOPOLOGIES.index):
+                                        if transport in TOPOLOGY_TRANSPORTS[topology]:
+                                            cells.append(Cell(target, pattern, transport, variant, poll, sync,
+                                                              threads, msgs, topology, sender, opts))
+    for opts in option_sets:
+        if not any(c.sockopts == opts for c in cells):
+            why = next((w for p in chosen_patterns for t in chosen_transports for s in syncs_for(p)
+                        if (w := opts.check(p, t, s))), "no chosen cell carries them")
+            raise LabError(f"socket options {opts.label.lstrip('+') or 'none'} apply to none of the chosen "
+                           f"cells: {why}")
     return tuple(dict.fromkeys(cells))       # a sender equal to its target repeats the diagonal

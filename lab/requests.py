@@ -11,6 +11,9 @@ Topologies (docs/topology.md): `--topology threads,processes,containers` (or `al
 axis; `--sender-target A --receiver-target B` runs A's senders against B's receiver, which only
 two containers can hold, so it implies `--topology containers` over tcp (a topology or transport
 list that leaves no such cell is an error, one that includes others collapses to it).
+
+Socket options (scenarios/options.py) are an axis too: `--sockopts none,hb100-300+immediate,hwm10`
+(each set named as in a cell's label, 'none' for none) runs each set on the cells it applies to.
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from functools import cached_property
 from pathlib import Path
 
 from lab.cells import (PATTERNS, TOPOLOGIES, TOPOLOGY_TRANSPORTS, TRANSPORTS, XPUB_PATTERNS, Cell, expand,
-                       parse_list, parse_poll_modes)
+                       parse_list, parse_poll_modes, parse_sockopts)
 from lab.errors import LabError
 from lab.results import check_output_dir, check_output_file
 from lab.targets import Target, load_targets, select
 from scenarios import flags
+from scenarios.options import SockOpts
 
 BACKENDS = ("auto", "docker", "local")
 # Upper bounds that keep every derived figure (hard timeouts, totals) representable: far above
@@ -155,11 +159,12 @@ class Axes:
     polls: tuple[bool, ...] = (False, True)
     syncs: tuple[str, ...] = ("none",)
     topologies: tuple[str, ...] = ("threads",)
+    sockopts: tuple[SockOpts, ...] = (SockOpts(),)
 
     @classmethod
     def from_cli(cls, patterns: str = "all", transports: str = "all", variants: str = "primary",
                  poll: str = "both", sync: str = "none", sync_is_default: bool = False,
-                 topology: str = "threads") -> "Axes":
+                 topology: str = "threads", sockopts: str = "none") -> "Axes":
         chosen = parse_list(patterns, PATTERNS, "pattern")
         syncs = parse_list(sync, ("none", "xpub"), "sync mode")
         if sync_is_default and not set(chosen) & set(XPUB_PATTERNS):
@@ -167,13 +172,14 @@ class Axes:
         if variants not in ("primary", "all"):
             variants = tuple(v.strip() for v in variants.split(",") if v.strip())
         return cls(chosen, parse_list(transports, TRANSPORTS, "transport"), variants,
-                   parse_poll_modes(poll), syncs, parse_list(topology, TOPOLOGIES, "topology"))
+                   parse_poll_modes(poll), syncs, parse_list(topology, TOPOLOGIES, "topology"),
+                   parse_sockopts(sockopts))
 
     def cells(self, targets, threads: int, msgs: int, senders=()) -> tuple[Cell, ...]:
         return expand(targets, self.patterns, self.transports, poll_modes=self.polls,
                       variants=None if self.variants == "primary" else self.variants,
                       sync_modes=self.syncs, threads=threads, msgs=msgs, topologies=self.topologies,
-                      senders=senders)
+                      senders=senders, sockopts=self.sockopts)
 
 
 def pair_topology(topology: str, sender: str | None, receiver: str | None) -> str:
@@ -215,14 +221,15 @@ class SweepRequest:
     def from_cli(cls, targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
                  threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
                  inject: str | None = None, topology: str = "threads", sender_target: str | None = None,
-                 receiver_target: str | None = None, jobs: int = 1) -> "SweepRequest":
+                 receiver_target: str | None = None, jobs: int = 1, sockopts: str = "none") -> "SweepRequest":
         """The pair flags: `--sender-target A` sends from A to every target of --targets,
         `--receiver-target B` from every target to B, both: the one pair A -> B."""
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
         check_backend(backend)
         axes = Axes.from_cli(patterns, transports, variants, poll, sync,
                              sync_is_default=sync == MATRIX_DEFAULTS["sync"],
-                             topology=pair_topology(topology, sender_target, receiver_target))
+                             topology=pair_topology(topology, sender_target, receiver_target),
+                             sockopts=sockopts)
         chosen = select(load_targets(), targets)
         receivers = senders = ()
         if sender_target or receiver_target:
@@ -256,6 +263,8 @@ class SweepRequest:
                   "topology": list(self.axes.topologies)}
         if self.jobs > 1:
             params["jobs"] = self.jobs
+        if self.axes.sockopts != (SockOpts(),):
+            params["sockopts"] = [o.label.lstrip("+") or "none" for o in self.axes.sockopts]
         if self.senders:
             params.update(senders=[t.name for t in self.senders], receivers=[t.name for t in self.receivers])
         return params
@@ -287,7 +296,9 @@ class ScenarioRequest:
     def from_cli(cls, target: str, pattern: str, transport: str, variant: str, threads: int, msgs: int,
                  poll: bool, sync: str, sleep: float, stall: float, repeat: int, backend: str,
                  json: str | None, timeout: float, inject: str | None, topology: str = "threads",
-                 sender_target: str | None = None, receiver_target: str | None = None) -> "ScenarioRequest":
+                 sender_target: str | None = None, receiver_target: str | None = None,
+                 sockopts: str = "none") -> "ScenarioRequest":
+        """`sockopts`: one set of socket options, as a cell's label names it ('hb100-300+immediate')."""
         names = [n.strip() for n in target.split(",")]
         if len(names) != 1 or not names[0]:
             raise LabError("--target takes one target name, got %r (matrix runs several)" % target)
@@ -300,8 +311,13 @@ class ScenarioRequest:
         topologies = parse_list(pair_topology(topology, sender_target, receiver_target), TOPOLOGIES, "topology")
         if len(topologies) > 1:         # as in a matrix: the topologies that can carry the transport
             topologies = tuple(t for t in topologies if transport in TOPOLOGY_TRANSPORTS[t]) or topologies
+        options = parse_sockopts(sockopts)
+        if len(options) != 1:
+            raise LabError("--sockopts of a scenario is one set of options (join them with '+'), not %r; "
+                           "matrix runs several" % sockopts)
         cells = tuple(Cell(receiver.name, pattern, transport, variant or "default", poll, sync, threads, msgs,
-                           topology, sender.name if topology == "containers" else "") for topology in topologies)
+                           topology, sender.name if topology == "containers" else "", options[0])
+                      for topology in topologies)
         return cls(receiver, cells, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
                    check_output_file(json, "--json") if json is not None else None,
                    sender if sender.name != receiver.name else None)

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import math
 
+from scenarios.options import OptionError, from_args
+
 # The first five mirror the original programs (WallStProg/zmqtests threads/: pairs.cpp,
 # pubsub.cpp, pushpull.cpp, clientserver.cpp; routerdealer is the write-up's "should work like
-# PUSH/PULL" left untried); the rest are the other thread-safe draft socket pairs.
+# PUSH/PULL" left untried); then the other thread-safe draft socket pairs; reqrep (REQ/REP, not in
+# the originals) last, so every older order stays.
 PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer",
-            "scattergather", "radiodish", "peer", "channel")
+            "scattergather", "radiodish", "peer", "channel", "reqrep")
 TRANSPORTS = ("inproc", "ipc", "tcp")
 SYNC_MODES = ("none", "xpub")
 # The first variant of a pattern is its primary one.
@@ -68,6 +71,19 @@ def _parser():
     p.add_argument("--mutex", action="store_true", help="pair: serialise connect/send/disconnect across threads")
     p.add_argument("--nowait", action="store_true",
                    help="non-blocking sends: a send refused with EAGAIN is counted as refused, not lost")
+    # Socket options that matter under faults (scenarios/options.py: their meaning, per
+    # zmq_setsockopt(3), and which socket gets which).
+    p.add_argument("--heartbeat", default=None, metavar="IVL[:TIMEOUT[:TTL]]",
+                   help="ZMQ_HEARTBEAT_IVL[/TIMEOUT[/TTL]] in ms on every pattern socket (libzmq >= 4.2; ipc, tcp)")
+    p.add_argument("--immediate", action="store_true",
+                   help="ZMQ_IMMEDIATE=1 on the connecting sockets: queue only to completed connections (ipc, tcp)")
+    p.add_argument("--reconnect-ivl", type=int, default=None, metavar="MS",
+                   help="ZMQ_RECONNECT_IVL on the connecting sockets (-1: never reconnect; ipc, tcp)")
+    p.add_argument("--hwm", type=int, default=None, metavar="N",
+                   help="ZMQ_SNDHWM and ZMQ_RCVHWM on every pattern socket (0: no limit)")
+    p.add_argument("--xpub-nodrop", action="store_true",
+                   help="pubsub --sync xpub: ZMQ_XPUB_NODROP=1 on the senders' XPUBs (a send at the HWM "
+                        "fails with EAGAIN: refused under --nowait, else it blocks)")
     p.add_argument("--inject", default=None,
                    help="TEST ONLY fault: drop:[T:]K, dup:[T:]K, swap:[T:]K, block-sender[:T], raise[:T], freeze")
     p.add_argument("--topology", default="threads", choices=TOPOLOGIES,
@@ -116,6 +132,13 @@ def parse(argv):
     if args.variant not in own:
         raise FlagError("--variant for %s must be one of %s" % (args.pattern, ", ".join(own)))
     args.fault = parse_inject(args.inject, args.threads, args.msgs)
+    try:
+        args.sockopts = from_args(args)
+    except OptionError as exc:
+        raise FlagError(str(exc)) from None
+    problem = args.sockopts.check(args.pattern, args.transport, args.sync)
+    if problem:
+        raise FlagError(problem)
     check_topology(args)
     return args
 
@@ -157,10 +180,15 @@ def parse_inject(spec, threads, msgs):
 
 
 def params(args):
-    """The parameters a run report states (the lab uses this for runs it classifies itself)."""
-    return {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
+    """The parameters a run report states (the lab uses this for runs it classifies itself).
+    `sockopts` only when some are set: a run without them states exactly what it always did."""
+    params = {"pattern": args.pattern, "transport": args.transport, "threads": args.threads,
             "msgs": args.msgs, "poll": args.poll, "sync": args.sync, "variant": args.variant,
             "sleep": args.sleep, "stall": args.stall,
             "linger": args.linger, "rate": args.rate,
             "mutex": args.mutex, "nowait": args.nowait, "inject": args.inject,
             "topology": args.topology}
+    sockopts = getattr(args, "sockopts", None)
+    if sockopts:
+        params["sockopts"] = sockopts.to_dict()
+    return params

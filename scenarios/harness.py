@@ -3,8 +3,9 @@ watchdog and the JSON report. A pattern module (pair.py, pubsub.py, ...) holds o
 socket code: open_receiver(ctx) and open_sender(ctl, ctx, endpoint, shared); and where it
 differs from the default: unsupported(variant) (default: supported), open_shared(ctl, ctx,
 endpoint, variant) (a socket every control thread shares; default none), recv(sock) (default:
-one frame, non-blocking) and send(ctl, sock, endpoint, payload) (default: ctl.send). Its name
-and variants are listed in flags.py.
+one frame, non-blocking), reply(sock, msg) (the main loop's answer right after it took a
+message, reqrep; default none) and send(ctl, sock, endpoint, payload) (default: ctl.send). Its
+name and variants are listed in flags.py.
 
 Shape of a run, as in the reference write-up: a "main loop" thread binds a control and a
 data socket and polls both; N control threads each own a sending socket and send M pings
@@ -48,6 +49,9 @@ SEND_TIMES = 64                       # send times kept per thread for the timel
 DRAIN_FLOOR_S, DRAIN_LATENCIES, LATENCY_DECAY = 0.1, 4.0, 0.98
 LOOP_TICK_MS = 50                     # the main loop re-checks the drain this often when idle
 UP_EVENTS = ("CONNECTED", "HANDSHAKE_SUCCEEDED")
+# ZMQ_TYPE value -> name, for the socket options that apply to one type (XPUB_NODROP).
+SOCKET_TYPES = {getattr(zmq, n): n for n in ("PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL",
+                                             "PUSH", "XPUB", "XSUB") if hasattr(zmq, n)}
 
 
 def parse_args(argv=None):
@@ -196,11 +200,23 @@ class Run:
     def progress(self):
         self.last_progress = time.monotonic()
 
-    def socket(self, kind):
-        """Every socket as the originals' createSocket(): ZMQ_LINGER set (default 30000 ms)."""
+    def socket(self, kind, side="sender"):
+        """Every socket as the originals' createSocket(): ZMQ_LINGER set (default 30000 ms);
+        and the run's socket options for a pattern socket: a sender's (every socket a Ctl
+        makes) unless `side` says otherwise (None: the data socket, no options)."""
         sock = self.ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, self.args.linger)
+        self.configure(sock, side)
         return sock
+
+    def configure(self, sock, side=None):
+        """ZMQ_LINGER, and on a pattern socket the --heartbeat/--immediate/--reconnect-ivl/--hwm/
+        --xpub-nodrop options (scenarios/options.py: which side gets which, and why). Before
+        any bind or connect: libzmq reads most of them when a connection is made."""
+        sock.setsockopt(zmq.LINGER, self.args.linger)
+        if side and self.args.sockopts:
+            kind = SOCKET_TYPES.get(sock.getsockopt(zmq.TYPE), "")
+            for name, value in self.args.sockopts.settings(kind, side):
+                sock.setsockopt(getattr(zmq, name), value)
 
     def debug(self, msg):
         if self.args.debug:
@@ -324,11 +340,11 @@ class Run:
         A receiver role also polls its report channel (the senders' hellos and accounts)."""
         try:
             control = self.pattern.open_receiver(self.ctx)
-            control.setsockopt(zmq.LINGER, self.args.linger)
+            self.configure(control, "receiver")
             self.monitor.watch(control, None, "receiver", cap=4 * self.args.threads + 16)
             # The originals' data socket: a SUB bound on tcp loopback that nobody feeds (their
             # fixed port 5101 becomes a port the OS picks, so parallel runs never collide).
-            data = self.socket(zmq.SUB)
+            data = self.socket(zmq.SUB, side=None)
             control.bind(self.args.bind or self.endpoint())
             data.bind("tcp://127.0.0.1:*")
             self.control_ep = control.getsockopt(zmq.LAST_ENDPOINT).decode()
@@ -341,6 +357,7 @@ class Run:
             if report:
                 poller.register(report.sock, zmq.POLLIN)
             recv = getattr(self.pattern, "recv", None) or (lambda s: s.recv(zmq.NOBLOCK))
+            reply = getattr(self.pattern, "reply", None)
             poll, take, monotonic = poller.poll, self.take, time.monotonic
             while True:
                 # Not the originals' blocking poll: the main loop must notice, on its own,
@@ -352,7 +369,10 @@ class Run:
                         if report and report.sock in ready:
                             report.serve()
                         elif control in ready:          # `continue` in the originals: control first
-                            take(recv(control))
+                            msg = recv(control)
+                            take(msg)
+                            if reply is not None:       # reqrep: the REP answers each request at once
+                                reply(control, msg)
                             self.last_progress = monotonic()
                         else:
                             data.recv(zmq.NOBLOCK)
@@ -614,6 +634,8 @@ def main(argv=None):
     signal.signal(signal.SIGINT, interrupted)
 
     reason = pattern.unsupported(args.variant) if hasattr(pattern, "unsupported") else None
+    if reason is None:          # e.g. --heartbeat on a libzmq older than 4.2
+        reason = args.sockopts.unsupported(zmq.zmq_version_info(), vars(zmq))
     if reason is None and args.transport == "ipc" and not zmq.has("ipc"):
         reason = "this libzmq has no ipc transport"
     if reason:

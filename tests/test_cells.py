@@ -79,9 +79,9 @@ def test_parse_poll_modes():
 
 def test_expand_default_sweep_counts_and_order():
     cells = expand(["b-target", "a-target"], threads=2, msgs=3)
-    # 9 patterns x 3 transports x 2 poll modes, one variant each, per target
-    assert len(cells) == 2 * 9 * 3 * 2
-    assert [c.target for c in cells[:54]] == ["b-target"] * 54      # targets keep pin order
+    # 10 patterns x 3 transports x 2 poll modes, one variant each, per target
+    assert len(cells) == 2 * 10 * 3 * 2
+    assert [c.target for c in cells[:60]] == ["b-target"] * 60      # targets keep pin order
     assert cells[0] == Cell("b-target", "pair", "inproc", poll=False, threads=2, msgs=3)
     assert cells[1] == Cell("b-target", "pair", "inproc", poll=True, threads=2, msgs=3)
     assert [c.order for c in cells[:30]] == sorted(c.order for c in cells[:30])
@@ -100,7 +100,7 @@ def test_expand_variants_and_sync_collapse_per_pattern():
     assert ("clientserver", "shared") in labels and ("clientserver", "per-thread") in labels
     assert ("pubsub", "default+xpub") in labels and ("pubsub", "default") in labels
     assert not any(c.sync == "xpub" for c in cells if c.pattern != "pubsub")
-    assert len(cells) == 9 + 5 + 1      # one each, + per-thread of the 5 thread-safe, + pubsub xpub
+    assert len(cells) == 10 + 5 + 1     # one each, + per-thread of the 5 thread-safe, + pubsub xpub
     only = expand(["t"], "clientserver,pair", "tcp", poll_modes=(False,), variants="per-thread")
     assert [c.label for c in only] == ["default", "per-thread"]
     assert len(expand(["t"], "clientserver", "tcp", poll_modes=(False,))) == 1
