@@ -11,8 +11,8 @@ from __future__ import annotations
 # "wait-mutex" is not a zmq call, but a thread queued behind a stuck one is stuck with it.
 # "no-account": a receiver's view of a thread in a sender process that never sent its account
 # (frozen, crashed, its container gone): as stuck as a thread inside a send, seen from here.
-BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "close", "wait-mutex",
-               "no-account")
+BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "wait-reply", "close",
+               "wait-mutex", "no-account")
 
 
 class Tally:

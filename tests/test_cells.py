@@ -231,3 +231,102 @@ def test_expand_pairs_every_receiver_with_each_sender():
                                       "a>b/pushpull/tcp/default@containers", "b/pushpull/tcp/default@containers"]
     with pytest.raises(LabError, match="a sender of another target runs in containers only, not threads"):
         expand(["a"], "pushpull", "tcp", senders=["b"])
+
+
+# ---- socket options (scenarios/options.py): one more axis, named in the label -------------------
+
+from scenarios.options import SockOpts  # noqa: E402
+
+
+def test_cells_without_socket_options_keep_their_keys_argv_and_dicts():
+    """Every older cell: the same key, argv and dict byte for byte, whatever the topology."""
+    for cell, key in ((Cell("pyzmq-25.1.2", "pubsub", "tcp", poll=True, sync="xpub"), "pyzmq-25.1.2/pubsub/tcp/default+poll+xpub"),
+                      (Cell("a", "pushpull", "tcp", topology="containers", sender="b"), "b>a/pushpull/tcp/default@containers"),
+                      (Cell("a", "clientserver", "ipc", "per-thread"), "a/clientserver/ipc/per-thread")):
+        assert cell.key == key and cell.sockopts == SockOpts() and not cell.sockopts
+        assert "sockopts" not in cell.to_dict()
+        assert not {"--heartbeat", "--immediate", "--reconnect-ivl", "--hwm", "--xpub-nodrop"} & set(cell.scenario_argv(2, 0))
+    assert Cell("a", "pair", "inproc").scenario_argv(2, 0) == [
+        "--pattern", "pair", "--transport", "inproc", "--threads", "10", "--msgs", "1000", "--stall", "2", "--sleep", "0"]
+
+
+@pytest.mark.parametrize("opts, suffix", [
+    (SockOpts(heartbeat=(100,)), "+hb100"),
+    (SockOpts(heartbeat=(100, 300)), "+hb100-300"),
+    (SockOpts(heartbeat=(100, 300, 1000)), "+hb100-300-1000"),
+    (SockOpts(immediate=True), "+immediate"),
+    (SockOpts(reconnect_ivl=50), "+rivl50"),
+    (SockOpts(reconnect_ivl=-1), "+rivl-1"),
+    (SockOpts(hwm=10), "+hwm10"),
+    (SockOpts(heartbeat=(100, 300), immediate=True, reconnect_ivl=50, hwm=10), "+hb100-300+immediate+rivl50+hwm10"),
+])
+def test_socket_options_are_a_label_suffix_before_the_topology(opts, suffix):
+    cell = Cell("t", "pushpull", "tcp", sockopts=opts)
+    assert cell.key == "t/pushpull/tcp/default" + suffix
+    assert Cell("t", "pushpull", "tcp", poll=True, sockopts=opts, topology="containers").label \
+        == "default+poll" + suffix + "@containers"
+    assert SockOpts.from_label(suffix) == opts
+    assert Cell.from_dict(cell.to_dict()) == cell
+    assert cell.to_dict()["sockopts"] == opts.to_dict()
+    argv = cell.scenario_argv(2, 0)
+    assert argv[argv.index("--msgs") + 2:-4] == opts.argv()          # before --stall/--sleep
+    assert "/" not in suffix and ":" not in suffix                   # part of file names (cells/<key>.json)
+
+
+def test_nodrop_is_named_after_xpub_and_needs_it():
+    cell = Cell("t", "pubsub", "tcp", sync="xpub", sockopts=SockOpts(hwm=10, xpub_nodrop=True))
+    assert cell.key == "t/pubsub/tcp/default+xpub+hwm10+nodrop"
+    assert cell.scenario_argv(2, 0)[-7:-4] == ["--hwm", "10", "--xpub-nodrop"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sockopts=SockOpts(xpub_nodrop=True)), "--xpub-nodrop applies to the senders' XPUB: --pattern pubsub --sync xpub only"),
+    (dict(pattern="pushpull", sync="none", sockopts=SockOpts(xpub_nodrop=True)), "--xpub-nodrop applies"),
+    (dict(transport="inproc", sockopts=SockOpts(heartbeat=(100,))), "--heartbeat: for connection-oriented transports only (ipc, tcp), not inproc"),
+    (dict(transport="inproc", sockopts=SockOpts(immediate=True, reconnect_ivl=5)), "--immediate/--reconnect-ivl: for connection"),
+    (dict(sockopts="hb100"), "a cell's socket options must be a SockOpts"),
+])
+def test_invalid_socket_option_cells_are_one_line_errors(kwargs, message):
+    fields = dict(target="t", pattern="pubsub", transport="tcp") | kwargs
+    with pytest.raises(LabError) as info:
+        Cell(**fields)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_hwm_applies_to_inproc_and_bad_dicts_are_lab_errors():
+    assert Cell("t", "pushpull", "inproc", sockopts=SockOpts(hwm=0)).key == "t/pushpull/inproc/default+hwm0"
+    with pytest.raises(LabError, match="bad socket options: unknown socket options linger"):
+        Cell.from_dict(dict(Cell("t", "pair", "tcp").to_dict(), sockopts={"linger": 1}))
+
+
+def test_expand_runs_each_option_set_where_it_applies():
+    cells = expand(["t"], "pubsub,reqrep", "inproc,tcp", poll_modes="off", sync_modes="none,xpub",
+                   sockopts="none,hb100-300+immediate,hwm10+nodrop")
+    assert [c.key for c in cells] == [
+        "t/pubsub/inproc/default", "t/pubsub/inproc/default+xpub", "t/pubsub/inproc/default+xpub+hwm10+nodrop",
+        "t/pubsub/tcp/default", "t/pubsub/tcp/default+hb100-300+immediate",
+        "t/pubsub/tcp/default+xpub", "t/pubsub/tcp/default+xpub+hb100-300+immediate",
+        "t/pubsub/tcp/default+xpub+hwm10+nodrop",
+        "t/reqrep/inproc/default", "t/reqrep/tcp/default", "t/reqrep/tcp/default+hb100-300+immediate"]
+    assert expand(["t"], "pair", "tcp", poll_modes="off") == expand(["t"], "pair", "tcp", poll_modes="off", sockopts="none")
+    assert [c.order for c in cells] == sorted(c.order for c in cells)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sockopts="nodrop"), "socket options nodrop apply to none of the chosen cells: --xpub-nodrop applies"),
+    (dict(transports="inproc", sockopts="hb100"), "socket options hb100 apply to none of the chosen cells: --heartbeat: for"),
+    (dict(sockopts="hb100:300"), "unknown socket option 'hb100:300'"),
+    (dict(sockopts="hwm5+hwm6"), "socket option hwm given twice"),
+    (dict(sockopts="hb100-300-50"), "TTL must be 100..6553599 ms"),
+    (dict(sockopts=" , "), "no socket options given"),
+])
+def test_expand_rejects_bad_socket_options(kwargs, message):
+    fields = dict(patterns="pushpull", transports="tcp") | kwargs
+    with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        expand(["t"], **fields)
+
+
+def test_reqrep_is_the_last_pattern_and_keeps_every_older_order():
+    assert PATTERNS[-1] == "reqrep" and PATTERNS[:9] == (
+        "pair", "pubsub", "pushpull", "clientserver", "routerdealer", "scattergather", "radiodish", "peer", "channel")
+    assert VARIANTS["reqrep"] == ("default",)

@@ -151,3 +151,39 @@ def test_reproduce_runs_the_seeds_programs_without_socket_monitors():
     request = ReproduceRequest.from_cli("pyzmq-25.1.2", 2, 2.0, "local", "results", None, None, 1.0)
     cell = request.claims[0].cell("pyzmq-25.1.2")
     assert "--no-monitor" in request.settings.argv(cell)
+
+
+# ---- socket options: an axis of `matrix`, one set for `scenario` -----------------------------------
+
+def test_matrix_socket_option_sets_expand_and_are_recorded(tmp_path):
+    def with_sockopts(sockopts, **kw):
+        d = dict(MATRIX_DEFAULTS, targets=A, patterns="pushpull", transports="inproc,tcp", poll="off", sync="none")
+        d.update(kw)
+        return SweepRequest.from_cli(d["targets"], d["patterns"], d["transports"], d["variants"], d["poll"],
+                                     d["sync"], 2, 5, 1, 2.0, 0.0, "local", str(tmp_path), sockopts=sockopts)
+    request = with_sockopts("none,hb100-300+immediate,hwm10")
+    assert [c.key for c in request.cells] == [
+        f"{A}/pushpull/inproc/default", f"{A}/pushpull/inproc/default+hwm10",
+        f"{A}/pushpull/tcp/default", f"{A}/pushpull/tcp/default+hb100-300+immediate", f"{A}/pushpull/tcp/default+hwm10"]
+    assert request.params["sockopts"] == ["none", "hb100-300+immediate", "hwm10"]
+    assert "sockopts" not in with_sockopts("none").params and "sockopts" not in sweep(tmp_path).params
+    # each cell parses as the harness will parse it, and the report states the options
+    from scenarios import flags
+    args = request.settings.check(request.cells[3])
+    assert flags.params(args)["sockopts"] == {"heartbeat": [100, 300], "immediate": True}
+    assert "sockopts" not in flags.params(request.settings.check(request.cells[0]))
+    with pytest.raises(LabError, match="apply to none of the chosen cells"):
+        with_sockopts("hb100", transports="inproc")
+
+
+def test_scenario_takes_one_set_of_socket_options():
+    def one(sockopts, pattern="reqrep", transport="tcp"):
+        return ScenarioRequest.from_cli(A, pattern, transport, "", 2, 5, False, "none", 0.0, 2.0, 1, "local",
+                                        None, 0.0, None, "threads", None, None, sockopts)
+    assert one("hb100-300-1000+rivl50").cell.key == f"{A}/reqrep/tcp/default+hb100-300-1000+rivl50"
+    assert one("none").cell == Cell(A, "reqrep", "tcp", threads=2, msgs=5)
+    assert scenario().cell.sockopts == one("none").cell.sockopts
+    with pytest.raises(LabError, match="one set of options"):
+        one("hwm1,hwm2")
+    with pytest.raises(LabError, match="--immediate: for connection-oriented transports only"):
+        one("immediate", transport="inproc")
