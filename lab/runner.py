@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -27,7 +28,7 @@ import rich.progress
 from rich.console import Console
 
 from lab import matrix as matrix_mod
-from lab import render, results, schemas
+from lab import render, results, schemas, slots
 from lab.backends.base import Backend, ProcessResult
 from lab.cells import Cell
 from lab.errors import LabError
@@ -166,31 +167,34 @@ class CannotPair(Exception):
 
 
 def _one_run(backend: Backend, target: Target, sender: Target, cell: Cell, argv: list[str], settings: RunSettings,
-             timeout: float) -> dict:
+             timeout: float, on_state: slots.OnState | None = None) -> dict:
     if cell.topology != "containers":
-        return report_of(backend.run(target, argv, timeout), cell, target, settings, timeout)
+        return report_of(backend.run(target, argv, timeout, on_state=on_state), cell, target, settings, timeout)
     run_peers = getattr(backend, "run_peers", None)
     if run_peers is None:
         raise CannotPair("the %s backend cannot run a receiver and a sender container" % backend.name)
     try:
-        peers = run_peers(target, sender, argv, timeout)
+        peers = run_peers(target, sender, argv, timeout, on_state=on_state)
     except LabError as exc:
         raise CannotPair(str(exc)) from None
     return peers_report(peers, cell, target, settings, timeout)
 
 
 def run_cell(backend: Backend, target: Target, cell: Cell, settings: RunSettings,
-             on_run: Callable[[int, dict], None] | None = None, sender: Target | None = None) -> Verdict:
+             on_run: Callable[[int, dict], None] | None = None, sender: Target | None = None,
+             pace: slots.Slots | None = None) -> Verdict:
     """Run one cell `settings.repeat` times and judge it. A run lost to the infrastructure is
     run once more (the backend gave it a fresh container); both reports are kept. `sender`:
-    the senders' pin of a containers cell of two pins (default: `target`)."""
+    the senders' pin of a containers cell of two pins (default: `target`). `pace`: the slots
+    that several cells at once share (each run takes one; lab/slots.py)."""
     timeout = settings.hard_timeout(cell)
     argv = settings.argv(cell)
     reports = []
     for i in range(settings.repeat):
         for attempt in (1, 2):
             try:
-                report = _one_run(backend, target, sender or target, cell, argv, settings, timeout)
+                with pace.run() if pace else nullcontext() as on_state:
+                    report = _one_run(backend, target, sender or target, cell, argv, settings, timeout, on_state)
             except CannotPair as exc:
                 if reports:         # it ran before: the backend broke mid-cell, which is no skip
                     raise LabError("%s: %s" % (cell.key, exc)) from None
@@ -375,7 +379,7 @@ class Readiness:
 
 
 def judge_cell(backend: Backend, ready: Readiness, cell: Cell, settings: RunSettings,
-               progress: Progress) -> Verdict:
+               progress: Progress, pace: slots.Slots | None = None) -> Verdict:
     """One cell's verdict (a skipped one when its pins cannot run here), counted on `progress`."""
     reason = ready.reason(cell)
     if reason:
@@ -384,7 +388,7 @@ def judge_cell(backend: Backend, ready: Readiness, cell: Cell, settings: RunSett
     label = "%s %s" % (cell.row, "/".join(cell.column))
     verdict = run_cell(backend, ready.by_name[cell.target], cell, settings,
                        on_run=lambda n, r: progress.run_finished(label, n, r["outcome"]),
-                       sender=ready.by_name[cell.sender_target])
+                       sender=ready.by_name[cell.sender_target], pace=pace)
     progress.add(settings.repeat - len(verdict.runs))      # unsupported stops early, skips run nothing
     progress.cell_finished(verdict)
     return verdict
@@ -392,13 +396,15 @@ def judge_cell(backend: Backend, ready: Readiness, cell: Cell, settings: RunSett
 
 def _at_once(backend: Backend, ready: Readiness, todo: Sequence[Cell], settings: RunSettings,
              progress: Progress, jobs: int):
-    """`jobs` cells at a time (the backend's run and run_peers are thread-safe), verdicts in
-    the order they end. Every pin is prepared first, here: prepare() is not meant to race."""
+    """Cells at once, `jobs` runs busy at a time (lab/slots.py: a run waiting out its stall
+    window frees its slot; the backend's run and run_peers are thread-safe), verdicts in the
+    order they end. Every pin is prepared first, here: prepare() is not meant to race."""
     for cell in todo:
         ready.reason(cell)
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="zmqlab-cell")
+    pace = slots.Slots(jobs)
+    pool = ThreadPoolExecutor(max_workers=jobs * slots.SPARE_WORKERS, thread_name_prefix="zmqlab-cell")
     try:
-        pending = {pool.submit(judge_cell, backend, ready, cell, settings, progress) for cell in todo}
+        pending = {pool.submit(judge_cell, backend, ready, cell, settings, progress, pace) for cell in todo}
         while pending:
             ended, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in ended:

@@ -52,6 +52,13 @@ UP_EVENTS = ("CONNECTED", "HANDSHAKE_SUCCEEDED")
 # ZMQ_TYPE value -> name, for the socket options that apply to one type (XPUB_NODROP).
 SOCKET_TYPES = {getattr(zmq, n): n for n in ("PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL",
                                              "PUSH", "XPUB", "XSUB") if hasattr(zmq, n)}
+# The lab runs more scenarios at once than it has cores only while the extra ones wait: a run
+# whose receiver has seen no progress for IDLE_AFTER_S says so on stderr (a whole line), and
+# says when it moves again (lab/slots.py). A deadlocked run waits out its stall window idle.
+# Only when the lab asks (this variable set): a person running the program sees no such lines.
+IDLE_AFTER_S = 0.25
+STATE_ENV = "ZMQLAB_RUN_STATE"
+STATE_LINE = "zmqlab-run-state: %s\n"
 
 
 def parse_args(argv=None):
@@ -175,6 +182,7 @@ class Run:
         self.shutdown = SenderRecord(-1, first)
         self.shutdown_received = False
         self.sleeping = False
+        self.idle = False                       # what announce_idle() last said
         self.expected = None
         self.data_received = 0
         self.bound = threading.Event()
@@ -565,6 +573,17 @@ class Run:
         self.send_fn()(ctl, sock, self.control_ep, SHUTDOWN + body)
         self.shutdown.state = "done"      # its socket stays open: closing cannot take it back
 
+    def announce_idle(self, quiet):
+        """Tell the lab this run's receiver is idle, or busy again (the stall window of a
+        deadlock, a deliberate --sleep, a drain): it may start another run meanwhile."""
+        idle = quiet > IDLE_AFTER_S
+        if self.role != "sender" and idle != self.idle and os.environ.get(STATE_ENV):
+            self.idle = idle
+            try:
+                write_all(2, (STATE_LINE % ("idle" if idle else "busy")).encode())
+            except OSError:
+                pass
+
     def watchdog(self):
         stall = self.args.stall
         while True:
@@ -575,6 +594,7 @@ class Run:
             # the lab keeps that stderr as the evidence of its own classification.
             faulthandler.dump_traceback_later(stall + 1.0, exit=False)
             time.sleep(WATCHDOG_TICK)
+            self.announce_idle(time.monotonic() - self.last_progress)
             # The main loop owns the drain after the shutdown arrived or the senders' final
             # counts are known; a deliberate --sleep is not a stall (read `sleeping` first:
             # progress() is written before it clears).

@@ -223,8 +223,17 @@ def launch_processes(argv, args):
     receiver = subprocess.Popen(cmd + ["--role", "receiver", "--announce"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
     children.append(receiver)
-    err_box = {}
-    rx_err = threading.Thread(target=lambda: err_box.setdefault("rx", receiver.stderr.read()), daemon=True)
+    err_box = {"rx": b""}
+
+    def receiver_stderr():
+        # the receiver's idle/busy lines (harness.announce_idle) are the lab's, and it needs
+        # them while the run goes on: passed through at once; the rest after the run
+        for line in iter(receiver.stderr.readline, b""):
+            if line.startswith(b"zmqlab-run-state: "):
+                os.write(2, line)
+            else:
+                err_box["rx"] += line
+    rx_err = threading.Thread(target=receiver_stderr, daemon=True)
     rx_err.start()
     first = receiver.stdout.readline()
     try:

@@ -190,7 +190,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_verdict(tmp_path, mo
         def prepare(self, target):
             return None
 
-        def run(self, target, argv, timeout):
+        def run(self, target, argv, timeout, on_state=None):
             return ProcessResult(json.dumps(make_report("ok", cell)) + "\n", "", 0, False, 0.1)
 
         def release(self, target):

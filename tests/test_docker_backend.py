@@ -509,7 +509,7 @@ class ScriptedBackend:
         self.results = list(results)
         self.calls = 0
 
-    def run(self, target, argv, timeout):
+    def run(self, target, argv, timeout, on_state=None):
         self.calls += 1
         return self.results.pop(0)
 

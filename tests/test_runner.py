@@ -55,12 +55,12 @@ class Fake:
         with self.lock:
             self.running -= 1
 
-    def run(self, target, argv, timeout):
+    def run(self, target, argv, timeout, on_state=None):
         self.calls.append(("run", target.name, list(argv), timeout))
         self._enter()
         return out(make_report("ok", _cell_of(target.name, argv)))
 
-    def run_peers(self, receiver, sender, argv, timeout):
+    def run_peers(self, receiver, sender, argv, timeout, on_state=None):
         self.calls.append(("peers", receiver.name, sender.name, list(argv), timeout))
         self._enter()
         if self.answer:
@@ -69,7 +69,7 @@ class Fake:
         return PeerResult(out(make_report("ok", cell, topology="containers")),
                           ProcessResult('{"schema": "zmqlab.sender/1"}\n', "", 0, False, 0.2), "zmqlab-net")
 
-    def _refuse(self, receiver, sender, argv, timeout):
+    def _refuse(self, receiver, sender, argv, timeout, on_state=None):
         raise LabError("the containers topology needs a Docker engine; local processes can run --topology processes")
 
     def release(self, target):

@@ -119,7 +119,7 @@ class FakeBackend:
     def prepare(self, target):
         return None
 
-    def run(self, target, argv, timeout):
+    def run(self, target, argv, timeout, on_state=None):
         import json as json_
         from factories import make_cell, make_report
         from lab.backends.base import ProcessResult

@@ -8,7 +8,7 @@ implements these few methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from lab.targets import Target
 
@@ -46,10 +46,14 @@ class Backend(Protocol):
         """Make `target` runnable (venv, image, container). Return None when ready,
         or a one-line reason why it is skipped on this backend (never raises for that)."""
 
-    def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
-        """Run the scenario program with `argv` for `target`; kill it after `timeout` s."""
+    def run(self, target: Target, argv: Sequence[str], timeout: float,
+            on_state: Callable[[str], None] | None = None) -> ProcessResult:
+        """Run the scenario program with `argv` for `target`; kill it after `timeout` s.
+        `on_state` hears, while it runs, when it goes idle or busy again (lab/slots.py); a
+        backend that cannot tell never calls it (the run then keeps its slot)."""
 
-    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
+                  on_state: Callable[[str], None] | None = None) -> PeerResult:
         """Run the scenario as a receiver container of `receiver` and a sender container of
         `sender` (may be the same target: still two containers), over tcp on the run's own
         network. `argv` are the cell's flags (they include `--topology containers --transport

@@ -66,7 +66,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from lab import engine, reaper
+from lab import engine, reaper, slots
 from lab.backends.base import PeerResult, ProcessResult
 from lab.backends.peers import ROLES, Peers
 from lab.engine import PYTHON, TARGET_REPO, image_name
@@ -277,24 +277,29 @@ class DockerBackend(Peers):
         self._ready[target.name] = verdict
         return verdict
 
-    def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
-        result = self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout)
+    def run(self, target: Target, argv: Sequence[str], timeout: float,
+            on_state: slots.OnState | None = None) -> ProcessResult:
+        result = self.run_command(target, [PYTHON, "-m", "scenarios", *map(str, argv)], timeout, on_state)
         return with_provenance(result, self._provenance.get(target.name),
                                trace=self._trace.get(target.name))
 
-    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
+                  on_state: slots.OnState | None = None) -> PeerResult:
         """The containers topology (lab/backends/peers.py): the receiver's report records both
         images ("image": the receiver's, "sender_image": the sender's)."""
-        res = self._run_pair(receiver, sender, argv, timeout)
+        res = self._run_pair(receiver, sender, argv, timeout, on_state)
         return dataclasses.replace(res, receiver=with_provenance(
             res.receiver, self._provenance.get(receiver.name), self._provenance.get(sender.name),
             trace=self._trace.get(receiver.name)))
 
-    def run_command(self, target: Target, cmd: Sequence[str], timeout: float) -> ProcessResult:
-        """Run any command of the image in the target's sandbox, as run() runs a cell."""
+    def run_command(self, target: Target, cmd: Sequence[str], timeout: float,
+                    on_state: slots.OnState | None = None) -> ProcessResult:
+        """Run any command of the image in the target's sandbox, as run() runs a cell.
+        `on_state` hears the run's idle/busy lines in exec mode (lab/slots.py); a run in a
+        container of its own keeps its slot throughout."""
         if self.mode == "container":
             return self._run_in_new_container(target, cmd, timeout)
-        return self._run_in_exec(target, cmd, timeout)
+        return self._run_in_exec(target, cmd, timeout, on_state=on_state)
 
     def release(self, target: Target) -> None:
         """The target's cells are done: remove its long-lived containers (its cell container
@@ -551,7 +556,7 @@ class DockerBackend(Peers):
     # ------------------------------------------------------------ running
 
     def _run_in_exec(self, target: Target, cmd: Sequence[str], timeout: float,
-                     fresh: bool = False) -> ProcessResult:
+                     fresh: bool = False, on_state: slots.OnState | None = None) -> ProcessResult:
         container = self._long_lived(target)
         try:
             exec_id, token = self._create_exec(container, cmd)
@@ -560,11 +565,11 @@ class DockerBackend(Peers):
                 # the container is gone, stopped or paused (removed by hand, PID 1 killed,
                 # docker pause): once more in a fresh one
                 self._discard(container)
-                return self._run_in_exec(target, cmd, timeout, fresh=True)
+                return self._run_in_exec(target, cmd, timeout, fresh=True, on_state=on_state)
             raise self._engine_error("create an exec", exc) from None
         except ENGINE_ERRORS as exc:
             raise self._engine_error("create an exec", exc) from None
-        return self._await_exec(container, exec_id, token, timeout)
+        return self._await_exec(container, exec_id, token, timeout, on_state)
 
     def _create_exec(self, container: Any, cmd: Sequence[str]) -> tuple[str, str]:
         """An exec of `cmd` in `container`, not started yet, and the token that marks its
@@ -572,21 +577,29 @@ class DockerBackend(Peers):
         token = uuid.uuid4().hex
         exec_id = engine.transient_retry(self.client.api.exec_create)(
             container.id, list(cmd), stdout=True, stderr=True, user=engine.USER,
-            environment={TOKEN_VAR: token}, workdir="/tmp")["Id"]
+            environment={TOKEN_VAR: token, slots.STATE_ENV: "1"}, workdir="/tmp")["Id"]
         return exec_id, token
 
-    def _await_exec(self, container: Any, exec_id: str, token: str, timeout: float) -> ProcessResult:
+    def _await_exec(self, container: Any, exec_id: str, token: str, timeout: float,
+                    on_state: slots.OnState | None = None) -> ProcessResult:
         """Start the exec and wait for its end under the hard `timeout`: killed by its token
         when it runs out; an outside event that ended or spoiled it comes back as infra and
         its container is replaced (the next run gets a fresh one)."""
         api = self.client.api
         box: dict[str, Any] = {}
 
-        def pump() -> None:                     # exec_start blocks until the process ends
+        def pump() -> None:                     # the stream ends when the process does
+            out, err, states = [], [], slots.StateLines(on_state)
             try:
-                box["out"] = api.exec_start(exec_id, demux=True)
+                for o, e in api.exec_start(exec_id, stream=True, demux=True):
+                    if o:
+                        out.append(o)
+                    if e:
+                        err.append(e)
+                        states.feed(e)
             except BaseException as exc:        # reported by the caller
                 box["error"] = exc
+            box["out"] = (b"".join(out), b"".join(err))
 
         t0, t0_ns = time.monotonic(), time.time_ns()
         worker = threading.Thread(target=pump, name=f"zmqlab-exec-{token[:6]}", daemon=True)
@@ -615,7 +628,7 @@ class DockerBackend(Peers):
         def result(code: int | None, infra: str | None = None) -> ProcessResult:
             if infra is not None:
                 self._discard(container)            # the retry gets a fresh container
-            return ProcessResult(_text(out), _text(err), code, timed_out and infra is None, wall,
+            return ProcessResult(_text(out), slots.strip(_text(err)), code, timed_out and infra is None, wall,
                                  infra=infra, paused_s=sum(b - a for a, b in pauses), pauses=pauses,
                                  container=container.name)
 

@@ -28,11 +28,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from lab import artifacts
+from lab import artifacts, slots
 from lab.backends.base import PeerResult, ProcessResult
 from lab.errors import LabError
 from lab.targets import Target, check_name
@@ -254,37 +255,55 @@ class LocalBackend:
             shutil.rmtree(staging, ignore_errors=True)
 
     # --- runs ----------------------------------------------------------------------------
-    def run(self, target: Target, argv: Sequence[str], timeout: float) -> ProcessResult:
+    def run(self, target: Target, argv: Sequence[str], timeout: float,
+            on_state: slots.OnState | None = None) -> ProcessResult:
         # ipc sockets live here; removed below, or at the next start if the lab is killed
         tmpdir = tempfile.mkdtemp(prefix="%s%s-" % (RUN_PREFIX, self.lab))
         self.tmpdirs.add(tmpdir)
         env = dict(os.environ, PYTHONPATH=str(self.scenarios_parent), TMPDIR=tmpdir,
-                   PYTHONDONTWRITEBYTECODE="1", **{LAB_ENV: self.lab})
+                   PYTHONDONTWRITEBYTECODE="1", **{LAB_ENV: self.lab, slots.STATE_ENV: "1"})
         started = time.monotonic()
         # A session of its own: Ctrl-C at the terminal does not reach it, close() kills it;
         # PR_SET_PDEATHSIG kills it if the lab dies without a close() (kill -9).
         proc = subprocess.Popen([str(self.python(target)), "-m", "scenarios", *argv], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True, preexec_fn=_die_with_parent())
         self.live[proc.pid] = proc
+        out, err = bytearray(), bytearray()
+        states = slots.StateLines(on_state)
+
+        def read_err() -> None:         # as it comes: the state lines matter while it runs
+            for chunk in iter(lambda: proc.stderr.read1(65536), b""):
+                err.extend(chunk)
+                states.feed(chunk)
+
+        readers = [threading.Thread(target=lambda: out.extend(proc.stdout.read()), daemon=True),
+                   threading.Thread(target=read_err, daemon=True)]
+        for reader in readers:
+            reader.start()
         timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
-            out, err = proc.communicate()
+            proc.wait()
         finally:
             if proc.poll() is None:       # interrupted (Ctrl-C) while waiting
                 _kill_group(proc)
                 proc.wait()
+            for reader in readers:        # a grandchild holding the pipes is in the killed group
+                reader.join(5)
             self.live.pop(proc.pid, None)
             shutil.rmtree(tmpdir, ignore_errors=True)
             self.tmpdirs.discard(tmpdir)
-        return ProcessResult(stdout=out, stderr=err, returncode=None if timed_out else proc.returncode,
+        return ProcessResult(stdout=out.decode("utf-8", "replace"),
+                             stderr=slots.strip(err.decode("utf-8", "replace")),
+                             returncode=None if timed_out else proc.returncode,
                              timed_out=timed_out, wall_s=time.monotonic() - started)
 
-    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float) -> PeerResult:
+    def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
+                  on_state: slots.OnState | None = None) -> PeerResult:
         raise LabError("the containers topology needs a Docker engine; local processes can run --topology processes")
 
     def release(self, target: Target) -> None:

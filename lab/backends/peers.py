@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import docker.errors
 import requests.exceptions
 
-from lab import engine
+from lab import engine, slots
 from lab.backends.base import PeerResult, ProcessResult
 from lab.engine import PYTHON
 from lab.errors import LabError
@@ -110,27 +110,28 @@ class Peers:
             return self._network
 
     def _run_pair(self: DockerBackend, receiver: Target, sender: Target, argv: Sequence[str],
-                  timeout: float, fresh: bool = False) -> PeerResult:
+                  timeout: float, on_state: slots.OnState | None = None, fresh: bool = False) -> PeerResult:
         """run_peers() without the report's provenance."""
         rx = self._long_lived(receiver, "rx")
         tx = self._long_lived(sender, "tx")
         rx_cmd, tx_cmd = peer_commands(argv, rx.name, self._next_port())
         try:
-            rx_res, tx_res = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout)
+            rx_res, tx_res = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout, on_state)
         except Refused as refused:
             if fresh or self._closed:
                 raise self._engine_error("create an exec", refused.error) from None
             # removed by hand, PID 1 killed, docker pause: once more in a fresh one (its new
             # name goes into the sender's addresses)
             self._discard(refused.container)
-            return self._run_pair(receiver, sender, argv, timeout, fresh=True)
+            return self._run_pair(receiver, sender, argv, timeout, on_state, fresh=True)
         return PeerResult(rx_res, tx_res, self._network or "")
 
     def _exec_pair(self: DockerBackend, rx: Any, tx: Any, rx_cmd: Sequence[str], tx_cmd: Sequence[str],
-                   timeout: float) -> tuple[ProcessResult, ProcessResult]:
+                   timeout: float, on_state: slots.OnState | None = None) -> tuple[ProcessResult, ProcessResult]:
         """Run `rx_cmd` in container `rx` and `tx_cmd` in `tx` at the same time, each under the
         hard `timeout`, each killed by its own token when it runs out. Raises Refused when a
-        container would not take its exec (before either started)."""
+        container would not take its exec (before either started). The receiver's idle/busy
+        lines go to `on_state` (lab/slots.py): it is the side that judges the run."""
         execs = []
         for container, cmd in ((rx, rx_cmd), (tx, tx_cmd)):
             try:
@@ -145,7 +146,8 @@ class Peers:
 
         def wait(i: int, container: Any, exec_id: str, token: str) -> None:
             try:
-                results[i] = self._await_exec(container, exec_id, token, timeout)
+                results[i] = self._await_exec(container, exec_id, token, timeout,
+                                              on_state if i == 0 else None)
             except BaseException as exc:        # re-raised in the caller's thread below
                 results[i] = exc
 
