@@ -11,6 +11,8 @@ from __future__ import annotations
 # "wait-mutex" is not a zmq call, but a thread queued behind a stuck one is stuck with it.
 # "no-account": a receiver's view of a thread in a sender process that never sent its account
 # (frozen, crashed, its container gone): as stuck as a thread inside a send, seen from here.
+# "killed" (not busy): a receiver's view of a thread of a sender process that a later incarnation
+# replaced (scenarios/incarnations.py): it was killed with its process, not stuck.
 BUSY_STATES = ("open", "connect", "poll", "send", "disconnect", "wait-subscription", "wait-reply", "close",
                "wait-mutex", "no-account")
 
@@ -82,6 +84,8 @@ def thread_rows(senders, tallies):
             "first_gap": t.gap_for(s["completed"]), "state": s["state"],
             "would_block": s.get("would_block", 0),
         })
+        if "incarnation" in s:
+            rows[-1]["incarnation"] = s["incarnation"]
     return rows
 
 
@@ -95,17 +99,24 @@ def totals(rows, expected):
 def describe_gap(thread, expected, got):
     """One wording for a broken sequence, used by the harness's reason and the lab's verdicts."""
     if got is None:
-        return "thread %d got nothing expecting #%d" % (thread, expected)
-    return "thread %d got #%d expecting #%d" % (thread, got, expected)
+        return "thread %s got nothing expecting #%d" % (thread, expected)
+    return "thread %s got #%d expecting #%d" % (thread, got, expected)
+
+
+def label(row):
+    """A row's thread as the reasons name it: its id, and 'id/k' for a sender incarnation k > 1
+    (lab/fault_verdicts.py keys threads the same way)."""
+    k = row.get("incarnation", 1)
+    return str(row["id"]) if k == 1 else "%d/%d" % (row["id"], k)
 
 
 def _row_gap(row):
     gap = row["first_gap"]
     if gap["got"] is not None:
-        return describe_gap(row["id"], gap["expected"], gap["got"])
+        return describe_gap(label(row), gap["expected"], gap["got"])
     if row["received"] == 0 and not row.get("would_block"):
-        return "thread %d: none of its %d pings arrived" % (row["id"], row["completed"])
-    return "thread %d: %d pings from #%d on never arrived" % (row["id"], row["missing"], gap["expected"])
+        return "thread %s: none of its %d pings arrived" % (label(row), row["completed"])
+    return "thread %s: %d pings from #%d on never arrived" % (label(row), row["missing"], gap["expected"])
 
 
 def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsupported=None):
@@ -119,11 +130,13 @@ def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsup
     if error:
         return "error", error
     if stalled:
-        if rows and all(r["state"] == "no-account" for r in rows):
+        # (a killed incarnation's threads aside: a later one replaced them, scenarios/incarnations.py)
+        live = [r for r in rows if r["state"] != "killed"]
+        if live and all(r["state"] == "no-account" for r in live):
             return "deadlock", ("no progress and no account from the sender process within the stall "
                                 "window + 1 s (frozen, crashed or gone; %d pings received)"
                                 % sum(r["received"] for r in rows))
-        stuck = ["thread %d in %s of #%d (%d completed)" % (r["id"], r["state"], r["attempted"], r["completed"])
+        stuck = ["thread %s in %s of #%d (%d completed)" % (label(r), r["state"], r["attempted"], r["completed"])
                  for r in rows if r["state"] in BUSY_STATES]
         if shutdown_state in BUSY_STATES:
             stuck.append("main program in %s (shared socket or shutdown message)" % shutdown_state)
@@ -141,6 +154,6 @@ def classify(rows, shutdown_received, stalled, shutdown_state, error=None, unsup
         return "lost", "every ping arrived but the shutdown message was lost"
     odd = [r for r in rows if r["duplicates"] or r["reorders"]]
     if odd:
-        return "misordered", "%d duplicates, %d reorders (first: thread %d)" % (
-            sum(r["duplicates"] for r in odd), sum(r["reorders"] for r in odd), odd[0]["id"])
+        return "misordered", "%d duplicates, %d reorders (first: thread %s)" % (
+            sum(r["duplicates"] for r in odd), sum(r["reorders"] for r in odd), label(odd[0]))
     return "ok", "every ping arrived exactly once, in order, and the shutdown too"

@@ -96,6 +96,11 @@ def _parser():
                    help="receiver: where the senders' report channel (ROUTER) binds")
     p.add_argument("--announce", action="store_true",
                    help='receiver: first stdout line {"ready": {"bind": EP, "report": EP}} once bound')
+    p.add_argument("--incarnations", type=int, default=1, metavar="N",
+                   help="receiver: sender processes to expect one after another, each starting when the "
+                        "one before was killed (default 1; the sender takes the same argv and ignores it)")
+    p.add_argument("--incarnation", type=int, default=1, metavar="K",
+                   help="sender: which of the --incarnations this process is (default 1)")
     p.add_argument("--connect", default=None, help="sender: the receiver's pattern endpoint")
     p.add_argument("--report", default=None, help="sender: the receiver's report channel endpoint")
     p.add_argument("--no-monitor", dest="monitor", action="store_false",
@@ -103,6 +108,9 @@ def _parser():
     p.add_argument("--audit-drain", action="store_true",
                    help="after the drain window's verdict, keep listening for the stall window and "
                         "report how many pings would have come too late for it (drain.audit.late)")
+    p.add_argument("--ping-log", action="store_true",
+                   help="report every ping's send and receive time (report 'pings'): what a fault's "
+                        "window is judged on (lab/fault_verdicts.py)")
     p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
     p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
     return p
@@ -157,6 +165,16 @@ def check_topology(args):
         raise FlagError("--bind and --announce are for --role receiver")
     if args.role and args.topology == "threads":
         raise FlagError("--role needs --topology processes or containers")
+    # Sender processes one after another (a sender killed and started again): only the lab,
+    # starting each role itself, can start the next one, so both flags need --role.
+    if args.incarnations < 1 or args.incarnation < 1:
+        raise FlagError("--incarnations and --incarnation must be at least 1")
+    if args.incarnations > 1 and not args.role:
+        raise FlagError("--incarnations needs --role (the lab starts each sender process itself)")
+    if args.incarnation > 1 and args.role != "sender":
+        raise FlagError("--incarnation is for --role sender")
+    if args.incarnation > args.incarnations:
+        raise FlagError("--incarnation %d is past --incarnations %d" % (args.incarnation, args.incarnations))
 
 
 
@@ -191,4 +209,9 @@ def params(args):
     sockopts = getattr(args, "sockopts", None)
     if sockopts:
         params["sockopts"] = sockopts.to_dict()
+    if getattr(args, "ping_log", False):
+        params["ping_log"] = True
+    for name in ("incarnations", "incarnation"):     # only when not 1: older runs stay as they were
+        if getattr(args, name, 1) != 1:
+            params[name] = getattr(args, name)
     return params

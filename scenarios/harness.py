@@ -33,7 +33,7 @@ import traceback
 
 import zmq
 
-from scenarios import flags, roles
+from scenarios import flags, incarnations, roles
 from scenarios import timeline as timeline_mod
 from scenarios.evidence import Tally, classify, thread_rows, totals
 from scenarios.monitor import Monitor
@@ -177,7 +177,15 @@ class Run:
         # A receiver knows its senders only from their accounts: until one arrives, a thread
         # is "no-account" (a sender that never gives one is as stuck as one inside a send).
         first = "no-account" if self.role == "receiver" else "not-started"
-        self.senders = [SenderRecord(i, first) for i in range(args.threads)]
+        # A receiver of --incarnations N keeps a record per thread of each sender process; a
+        # sender's threads are numbered from its incarnation's base (scenarios/incarnations.py).
+        self.incarnations = args.incarnations if self.role == "receiver" else 1
+        self.current = 1                        # receiver: the latest incarnation that said hello
+        self.hellos = {}                        # receiver: incarnation -> its hello (host, pid)
+        self.killed = False                     # receiver: some record is an incarnation's killed one
+        base = (args.incarnation - 1) * args.threads if self.role == "sender" else 0
+        records = args.threads * self.incarnations
+        self.senders = [SenderRecord(base + i, first) for i in range(records)]
         self.tallies = [Tally(refused=s.refused) for s in self.senders]
         self.shutdown = SenderRecord(-1, first)
         self.shutdown_received = False
@@ -195,8 +203,14 @@ class Run:
         self.offset_ns = 0                      # sender role: add to time_ns() for the receiver's clock
         self.t0_ns = time.time_ns()             # reset when the receiver has bound
         # Receive side of the timeline and the latency that sizes the drain window.
-        self.first_recv = [None] * args.threads     # (time_ns, seq)
-        self.last_recv_ns = [None] * args.threads
+        self.first_recv = [None] * records          # (time_ns, seq)
+        self.last_recv_ns = [None] * records
+        # --ping-log: every ping's receive time (None: never), for a fault window's verdict
+        self.recv_log = [[None] * args.msgs for _ in range(records)] if args.ping_log else None
+        # ... and, with incarnations, the send time each ping carries: a killed process gives no
+        # account, so the pings that arrived are all there is of its send times
+        self.sent_log = [[None] * args.msgs for _ in range(records)] \
+            if args.ping_log and self.incarnations > 1 else None
         self.latency_recent = self.latency_max = 0
         # Every sender's final counts known through a reliable channel: monotonic time, or None.
         self.final_at = None
@@ -238,7 +252,12 @@ class Run:
         if self.role == "sender":
             roles.finish_sender(self, stalled, error, unsupported)      # ends the process
         now = time.monotonic()
-        rows = thread_rows([s.as_dict() for s in self.senders], self.tallies)
+        self.settle_killed()
+        many = self.incarnations > 1
+        senders = [s.as_dict() for s in self.senders]
+        rows = thread_rows(senders, self.tallies)
+        if many:
+            rows = incarnations.rows(rows, self.args.threads)
         outcome, reason = classify(rows, self.shutdown_received, stalled, self.shutdown.state,
                                    error=error, unsupported=unsupported)
         refused = sum(len(s.refused) for s in self.senders)
@@ -255,8 +274,13 @@ class Run:
             elif self.role == "receiver":           # a silent sender: this side's stacks tell nothing
                 stall["stacks"] = {}
         timeline = self.timeline(rows) if not unsupported else None
-        explained = timeline_mod.explain(timeline, rows, pattern=self.args.pattern,
-                                         transport=self.args.transport) if timeline else []
+        if timeline and many:
+            timeline = incarnations.timeline(timeline, self.args.threads)
+            explained = incarnations.explain(timeline_mod.explain, timeline, rows, self.incarnations,
+                                             pattern=self.args.pattern, transport=self.args.transport)
+        else:
+            explained = timeline_mod.explain(timeline, rows, pattern=self.args.pattern,
+                                             transport=self.args.transport) if timeline else []
         if explained and outcome == "lost":
             reason += "; " + explained[0]
         duration = now - self.started
@@ -266,7 +290,8 @@ class Run:
             "params": flags.params(self.args),
             "outcome": outcome, "reason": reason, "classified_by": classified_by,
             "threads": rows,
-            "totals": totals(rows, self.args.threads * self.args.msgs),
+            "totals": totals(rows, incarnations.expected_total(senders, self.args.threads, self.args.msgs, self.current)
+                             if many else self.args.threads * self.args.msgs),
             "shutdown_received": self.shutdown_received,
             "duration_s": round(duration, 4),
             "msgs_per_s": round(sum(t.received for t in self.tallies) / duration, 1) if duration > 0 else 0.0,
@@ -278,11 +303,16 @@ class Run:
             # a peer's events are in the timeline, not twice in the report
             report["peers"] = [{k: v for k, v in p.items() if k != "events"} for p in self.peers] \
                 or [{"role": "sender", "account": "none"}]
+            if many:
+                report["peers"] = incarnations.peers(report["peers"] if self.peers else [], self.hellos,
+                                                     self.current, self.incarnations)
         if self.drain:
             report["drain"] = dict(self.drain, **(self.audit or {}))
         if timeline:
             report["timeline"] = timeline
             report["explain"] = explained
+        if self.recv_log is not None:
+            report["pings"] = self.ping_log()
         try:
             # os.write, not sys.stdout: a reader that went away (EPIPE) must not leave this
             # thread holding emit_lock with the process alive forever.
@@ -296,6 +326,40 @@ class Run:
             # Threads may be stuck inside libzmq forever; nothing can join them, so leave now.
             os._exit(0)
 
+    def ping_log(self):
+        """Every ping's send time (from its sender's account, already on this clock) and
+        receive time, per thread: seq k at index k - 1, None where there is none."""
+        msgs = self.args.msgs
+        if self.incarnations > 1:
+            return {"clock": "receiver, CLOCK_REALTIME ns", "threads": self.incarnation_pings()}
+        return {"clock": "receiver, CLOCK_REALTIME ns",
+                "threads": [{"id": s.id, "sent_ns": (s.send_ns + [None] * msgs)[:msgs], "recv_ns": recv}
+                            for s, recv in zip(self.senders, self.recv_log)]}
+
+    def incarnation_pings(self):
+        """The ping log of --incarnations N: an entry per record, as (thread id, incarnation). A
+        killed incarnation's send times are those its arrived pings carried (see
+        incarnations.killed_sent: gaps get an upper bound, listed under sent_upper_bound)."""
+        msgs, out = self.args.msgs, []
+        for s, tally, recv, carried in zip(self.senders, self.tallies, self.recv_log, self.sent_log):
+            tid, k = incarnations.of(s.id, self.args.threads)
+            entry = {"id": tid, "incarnation": k}
+            if s.state == incarnations.KILLED:
+                sent, bound = incarnations.killed_sent(carried, incarnations.highest_seq(tally.next_expected))
+                entry.update(sent_ns=sent, recv_ns=recv, sent_upper_bound=bound)
+            else:
+                entry.update(sent_ns=(s.send_ns + [None] * msgs)[:msgs], recv_ns=recv)
+            out.append(entry)
+        return out
+
+    def settle_killed(self):
+        """A killed thread sent up to the highest seq that arrived, as far as anyone can know."""
+        if not self.killed:
+            return
+        for s, tally in zip(self.senders, self.tallies):
+            if s.state == incarnations.KILLED:
+                s.attempted = s.completed = incarnations.highest_seq(tally.next_expected)
+
     def timeline(self, rows):
         """The run's timeline (docs/topology.md): ms since the receiver bound, on its clock."""
         ms = lambda ns: None if ns is None else round((ns - self.t0_ns) / 1e6, 3)  # noqa: E731
@@ -303,7 +367,7 @@ class Run:
         for s, first, last in zip(self.senders, self.first_recv, self.last_recv_ns):
             threads.append({"id": s.id, "connect_ms": ms(s.connect_ns),
                             "first_send_ms": ms(s.send_ns[0]) if s.send_ns else None,
-                            "last_send_ms": ms(s.last_send_ns), "send_ms": [ms(t) for t in s.send_ns],
+                            "last_send_ms": ms(s.last_send_ns), "send_ms": [ms(t) for t in s.send_ns[:SEND_TIMES]],
                             "first_recv_ms": ms(first[0]) if first else None,
                             "first_recv_seq": first[1] if first else None, "last_recv_ms": ms(last)})
         events = sorted(({k: v for k, v in e.items() if k != "t_ns"} | {"t_ms": ms(e["t_ns"])}
@@ -443,6 +507,7 @@ class Run:
         pipes are attached by zmq_connect itself: always up.)"""
         if self.args.transport == "inproc":
             return []
+        self.settle_killed()
         missing = [t for t, (tally, n) in enumerate(zip(self.tallies, (s.completed for s in self.senders)))
                    if tally.received == 0 and tally.missing_for(n)]
         if not missing:
@@ -453,6 +518,7 @@ class Run:
         # every connection it accepts (ACCEPTED: libzmq 4.1 on; one per sender socket here).
         accepted = sum(1 for e in events if e["side"] == "receiver" and e["event"] == "ACCEPTED")
         sockets = 1 if self.args.variant == "shared" else self.args.threads + 1     # + the shutdown's
+        sockets *= self.current         # a killed incarnation's connections were accepted too
         if accepted >= sockets:
             return []
         up = {e["thread"] for e in events if e["side"] == "sender" and e["event"] in UP_EVENTS}
@@ -493,8 +559,19 @@ class Run:
             if self.first_recv[tid] is None:
                 self.first_recv[tid] = (now, seq)
             self.last_recv_ns[tid] = now
+            if self.recv_log is not None and 1 <= seq <= len(self.recv_log[tid]):
+                self.recv_log[tid][seq - 1] = now
+                if self.sent_log is not None:
+                    self.sent_log[tid][seq - 1] = sent
         elif msg[:1] == SHUTDOWN:
-            self.expected = json.loads(msg[1:].decode())["expected"]
+            body = json.loads(msg[1:].decode())
+            if self.incarnations > 1:
+                if body.get("incarnation", 1) < self.incarnations:
+                    self.debug("an earlier incarnation's shutdown: the run goes on")
+                    return
+                # the latest counts of the earlier incarnations are their records' (None)
+                body["expected"] = [None] * (len(self.senders) - len(body["expected"])) + body["expected"]
+            self.expected = body["expected"]
             self.shutdown_received = True
             self.debug("shutdown received")
 
@@ -502,6 +579,9 @@ class Run:
         # The senders' own counts once known (their accounts, or in threads their records);
         # the shutdown message's copy of them before that.
         expected = [s.completed for s in self.senders] if self.final_at is not None else self.expected
+        if expected is not None and self.incarnations > 1:
+            self.settle_killed()
+            expected = [s.completed if n is None else n for s, n in zip(self.senders, expected)]
         return expected is not None and all(t.missing_for(n) == 0 for t, n in zip(self.tallies, expected))
 
     def control_thread(self, tid, shared):
@@ -511,7 +591,8 @@ class Run:
         mine = fault if fault and fault[1] == tid else None
         pause = 1.0 / args.rate if args.rate else 0.0
         send, pack, clock, offset = self.send_fn(), PING.pack, time.time_ns, self.offset_ns
-        times = record.send_ns
+        times, rid = record.send_ns, record.id        # rid: tid past an incarnation's base
+        keep = args.msgs if args.ping_log else SEND_TIMES
         try:
             record.state = "open"
             sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
@@ -523,10 +604,10 @@ class Run:
                     continue
                 record.attempted = seq
                 now = clock() + offset
-                if seq <= SEND_TIMES:
+                if seq <= keep:
                     times.append(now)
                 record.last_send_ns = now
-                send(ctl, sock, self.control_ep, pack(b"P", tid, seq, now))
+                send(ctl, sock, self.control_ep, pack(b"P", rid, seq, now))
                 record.completed = seq
                 seq += 1
                 if pause:
@@ -569,7 +650,10 @@ class Run:
         ctl = Ctl(self, self.shutdown, blocking=True)
         self.shutdown.state = "open"
         sock = self.pattern.open_sender(ctl, self.ctx, self.control_ep, shared)
-        body = json.dumps({"expected": [s.completed for s in self.senders]}).encode()
+        body = {"expected": [s.completed for s in self.senders]}
+        if self.args.incarnation > 1:           # the receiver maps these onto its records
+            body.update(incarnation=self.args.incarnation, base=self.senders[0].id)
+        body = json.dumps(body).encode()
         self.send_fn()(ctl, sock, self.control_ep, SHUTDOWN + body)
         self.shutdown.state = "done"      # its socket stays open: closing cannot take it back
 

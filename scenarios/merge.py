@@ -33,8 +33,10 @@ def attach(report, sender_stdout, sender_stderr):
     report = dict(report)
     doc = sender_doc(sender_stdout)
     tail = (sender_stderr or "")[-STDERR_TAIL:]
-    peer = dict(peers[0], own=doc["account"] if doc else None)
-    report["peers"] = [peer] + list(peers[1:])
+    # the silent one (with sender incarnations, scenarios/incarnations.py, a killed one is not)
+    at = next(i for i, p in enumerate(peers) if p.get("account") == "none")
+    report["peers"] = list(peers)
+    report["peers"][at] = dict(peers[at], own=doc["account"] if doc else None)
     acc = doc["account"] if doc else None
     stacks = {}
     if acc and acc.get("stacks"):

@@ -26,7 +26,7 @@ import time
 
 import zmq
 
-from scenarios import merge
+from scenarios import incarnations, merge
 
 CLOCK_EXCHANGES = 5
 PEER_GRACE_S = 1.0          # receiver: how much longer than the stall window a silent sender gets
@@ -58,6 +58,10 @@ class ReportChannel:
         if kind == b"hello":
             run.last_progress = time.monotonic()  # a sender saying hello is not a stall
             _send(self.sock, b"time", {"t2": time.time_ns()}, ident)
+            if run.incarnations > 1:
+                hello = json.loads(body.decode())
+                run.hellos.setdefault(hello.get("incarnation", 1), hello)
+                self.incarnation_seen(hello.get("incarnation", 1))
             return
         if kind != b"account":
             return
@@ -65,15 +69,39 @@ class ReportChannel:
         _send(self.sock, b"ack", {}, ident)
         self.take(acc)
 
+    def incarnation_seen(self, k):
+        """Sender incarnation k said hello (or gave its account): every earlier one is over,
+        and its threads that never gave an account were killed with it. The receiver answered
+        that hello before k's control threads started, so no ping of k comes before this."""
+        run = self.run
+        if k <= run.current:
+            return
+        run.current = k
+        for record in run.senders[:(k - 1) * run.args.threads]:
+            if record.state == "no-account":
+                record.state = incarnations.KILLED
+                run.killed = True
+        run.debug("sender incarnation %d started: the ones before it are over" % k)
+
     def take(self, acc):
         run = self.run
-        for record, theirs, tally in zip(run.senders, acc["threads"], run.tallies):
+        k = acc.get("incarnation", 1)
+        if run.incarnations > 1:
+            self.incarnation_seen(k)
+        base = (k - 1) * run.args.threads
+        for record, theirs, tally in zip(run.senders[base:], acc["threads"], run.tallies[base:]):
             record.take_account(theirs)
             _forget_refused(tally, record.refused)
-        run.shutdown.take_account(acc["shutdown"])
+        # Only the last incarnation's account ends the run (an earlier one that was not
+        # killed after all told its threads' counts; the next one is still to come).
+        last = k == run.incarnations
+        if last:
+            run.shutdown.take_account(acc["shutdown"])
         run.peers.append({"role": "sender", "host": acc.get("host"), "pid": acc.get("pid"),
                           "versions": acc.get("versions"), "account": acc["kind"], "clock": acc.get("clock"),
                           "events": acc.get("events", []), "stacks": None})
+        if run.incarnations > 1:
+            run.peers[-1]["incarnation"] = k
         if acc["kind"] == "unsupported":
             run.emit("harness", unsupported="sender side: " + acc["unsupported"])
         if acc["kind"] == "error":
@@ -81,7 +109,7 @@ class ReportChannel:
         if acc["kind"] == "stalled":
             run.peers[-1]["stacks"] = acc.get("stacks")
             run.stalled_peer = acc
-        else:
+        elif last:
             run.final_at = time.monotonic()
 
 
@@ -107,11 +135,11 @@ def sender_hello(run):
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(args.report)
     deadline = time.monotonic() + max(HELLO_DEADLINE_S, 3 * args.stall)
-    best = None
+    best, host = None, socket.gethostname()
     try:
         while (best is None or len(best) < CLOCK_EXCHANGES) and time.monotonic() < deadline:
             t1 = time.time_ns()
-            _send(dealer, b"hello", {"t1": t1})
+            _send(dealer, b"hello", {"t1": t1, "incarnation": args.incarnation, "host": host, "pid": os.getpid()})
             if not dealer.poll(500, zmq.POLLIN):
                 continue                       # not bound yet: libzmq reconnects; ask again
             kind, body = dealer.recv_multipart()
@@ -144,6 +172,8 @@ def finish_sender(run, stalled, error, unsupported):
            # receiver's stall.since_progress_s is about the stuck threads, which are here
            "since_progress_s": round(time.monotonic() - run.last_progress, 4),
            "sent_ns": time.time_ns() + run.offset_ns}
+    if run.args.incarnation > 1:        # which records are these (scenarios/incarnations.py)
+        acc.update(incarnation=run.args.incarnation, base=run.senders[0].id)
     delivered = False
     if getattr(run, "clock", None) is not None or unsupported:
         delivered = _deliver(run, acc)
