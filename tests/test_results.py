@@ -174,6 +174,6 @@ def test_nan_and_infinity_are_corrupt_not_numbers(tmp_path, constant):
     run.mkdir()
     results.save_matrix(run, make_matrix({("pyzmq-25.1.2", "pubsub", "tcp", "default"): ["lost", "ok"]}))
     text = (run / "matrix.json").read_text()
-    (run / "matrix.json").write_text(re.sub(r'"rate": [0-9.]+', '"rate": ' + constant, text, count=1))
+    (run / "matrix.json").write_text(re.sub(r'"rate": ?[0-9.]+', '"rate": ' + constant, text, count=1))
     with pytest.raises(LabError, match=f"not valid JSON: {constant} is not a JSON number"):
         results.load_matrix(run)
