@@ -92,6 +92,9 @@ TOPOLOGY = {
     "sender-target": "the senders' pin, in its own container (implies --topology containers over tcp)",
     "receiver-target": "the receiver's pin, in its own container (implies --topology containers over tcp)",
 }
+FAULT = "a fault applied to one peer mid-run (containers; docs/faults.md): KIND:TARGET@WHEN+DURATION[=RATE], " \
+        "KIND pause, partition, reset, bandwidth (delay, loss need netem), TARGET receiver|sender, e.g. " \
+        "partition:receiver@1.5+2; needs --stall >= duration + 3"
 SOCKOPTS = "socket options as a label names them, '+'-joined: hbIVL[-TIMEOUT[-TTL]] (ms), immediate, rivlMS, " \
            "hwmN, nodrop (pubsub --sync xpub); 'none' (default)"
 
@@ -105,16 +108,17 @@ SOCKOPTS = "socket options as a label names them, '+'-joined: hbIVL[-TIMEOUT[-TT
                 sync="pubsub only: 'xpub' makes senders wait for the subscription",
                 json="also write the verdict JSON to this path",
                 timeout="hard per-run bound in seconds (default: derived from the cell)",
-                inject="TEST ONLY fault: drop:[T:]K, dup:K, swap:K, block-sender, raise", sockopts=SOCKOPTS))
+                inject="TEST ONLY fault: drop:[T:]K, dup:K, swap:K, block-sender, raise", sockopts=SOCKOPTS,
+                fault=FAULT + " ('none' default)"))
 @lab_task
 def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", variant="", threads=10, msgs=1000,
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
              timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None, engine="",
-             sockopts="none"):
+             sockopts="none", fault="none"):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
     return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
                                                      sync, sleep, stall, repeat, backend, json, timeout, inject,
-                                                     topology, sender_target, receiver_target, sockopts))
+                                                     topology, sender_target, receiver_target, sockopts, fault))
 
 
 @task(help=dict(COMMON, **ENGINE, **TOPOLOGY, targets="comma list of targets, or 'all' (default: a quick, useful set)",
@@ -124,19 +128,22 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
                 resume="RUN_DIR of an interrupted matrix: run only its missing cells, with its own "
                        "parameters (every other flag but --backend is ignored)",
                 out="results root; each run writes OUT/<run-id>/",
-                jobs="cells run at once (default 1; more than the cores changes what a race does)",
-                sockopts="comma list of socket-option sets, each " + SOCKOPTS))
+                jobs="runs busy at once (default 1; more than the cores changes what a race does); a run "
+                     "waiting out its stall window frees its slot (lab/slots.py)",
+                sockopts="comma list of socket-option sets, each " + SOCKOPTS,
+                faults="comma list of faults ('none': the cell without one), each " + FAULT))
 @lab_task
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
-           topology=D["topology"], sender_target=None, receiver_target=None, engine="", jobs=1, sockopts="none"):
+           topology=D["topology"], sender_target=None, receiver_target=None, engine="", jobs=1, sockopts="none",
+           faults="none"):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
                                                 msgs, repeat, stall, sleep, backend, out, None, topology,
-                                                sender_target, receiver_target, jobs, sockopts))
+                                                sender_target, receiver_target, jobs, sockopts, faults))
 
 
 @task(help=dict(COMMON, **ENGINE, targets="comma list of targets, or 'all' (default: every pin that can be built here)",

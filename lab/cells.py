@@ -17,6 +17,11 @@ Socket options (scenarios/options.py: --heartbeat, --immediate, --reconnect-ivl,
 without any keeps its key, argv and dict exactly as before:
     pyzmq-25.1.2/pushpull/tcp/default+hb100-300+immediate@containers
     pyzmq-25.1.2/pubsub/tcp/default+xpub+hwm10+nodrop
+
+A fault (lab/faults.py, docs/faults.md) applied to one peer mid-run is the last axis, on
+containers cells only, named after the options: its runs log every ping (--ping-log) so the
+verdict can tell loss inside the fault's window from loss outside it:
+    pyzmq-25.1.2/pushpull/tcp/default+hb100-300~partition-rx-1.5-2@containers
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 from lab.errors import LabError
+from lab.faults import Fault
 from scenarios import flags
 from scenarios.flags import PATTERNS, SYNC_MODES, TRANSPORTS
 from scenarios.options import OptionError, SockOpts
@@ -39,6 +45,7 @@ TOPOLOGY_TRANSPORTS = {"threads": TRANSPORTS, "processes": ("ipc", "tcp"), "cont
 VARIANTS: dict[str, tuple[str, ...]] = {p: flags.variants(p) for p in PATTERNS}
 XPUB_PATTERNS = ("pubsub",)     # the XPUB welcome-message handshake only exists for PUB/SUB
 ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
+FAULT_TAIL_S = 1.0      # a fault cell's senders go on this long after the fault ends (recovery)
 
 
 def _known(names: Iterable[str]) -> str:
@@ -67,6 +74,7 @@ class Cell:
     topology: str = "threads"
     sender: str = ""               # the sender's target when it is not `target` (the receiver's)
     sockopts: SockOpts = SockOpts()    # none by default: the cell of every earlier run
+    fault: Fault | None = None         # applied to one peer mid-run (containers only)
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -95,6 +103,18 @@ class Cell:
         problem = self.sockopts.check(self.pattern, self.transport, self.sync)
         if problem:
             raise LabError(problem)
+        if self.fault is not None:
+            if not isinstance(self.fault, Fault):
+                raise LabError(f"a cell's fault must be a Fault, not {self.fault!r}")
+            if self.topology != "containers":
+                raise LabError(f"a fault ({self.fault.label}) needs topology containers: the lab "
+                               f"applies it to a peer's container, not {self.topology}")
+            if self.fault.after_msgs is not None:
+                raise LabError(f"fault {self.fault.label}: faults after K pings are not wired into runs "
+                               f"yet (issue 10); give a time (@1.5)")
+            if self.fault.kind == "kill" and self.fault.target == "receiver":
+                raise LabError(f"fault {self.fault.label}: killing the receiver is not wired into runs yet "
+                               f"(its restart would lose the run's counts; issue 10); kill the sender")
 
     def _check_topology(self) -> None:
         if self.topology not in TOPOLOGIES:
@@ -118,7 +138,14 @@ class Cell:
         """Variant, then '+poll', then '+xpub', then the socket options ('+hb100-300',
         '+immediate', '+rivl50', '+hwm10', '+nodrop'): the label of every topology."""
         return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "") \
-            + self.sockopts.label
+            + self.sockopts.label + (self.fault.key if self.fault else "")
+
+    @property
+    def fault_span_s(self) -> float:
+        """How long a fault cell's senders send: to FAULT_TAIL_S past the fault's end (0: no fault)."""
+        if self.fault is None:
+            return 0.0
+        return (self.fault.at_s or 0.0) + self.fault.duration_s + FAULT_TAIL_S
 
     @property
     def label(self) -> str:
@@ -151,7 +178,7 @@ class Cell:
         first), topology (as in the constants): a variant's topologies stand side by side."""
         return (PATTERNS.index(self.pattern), TRANSPORTS.index(self.transport),
                 VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll),
-                self.sockopts.label, TOPOLOGIES.index(self.topology))
+                self.sockopts.label, TOPOLOGIES.index(self.topology), self.fault.key if self.fault else "")
 
     def scenario_argv(self, stall: float, sleep: float, extra: Sequence[str] = ()) -> list[str]:
         """Arguments for `python -m scenarios` that run exactly this cell."""
@@ -166,6 +193,12 @@ class Cell:
         if self.topology != "threads":
             argv += ["--topology", self.topology]
         argv += self.sockopts.argv()
+        if self.fault is not None:
+            # every ping's times (the window's verdict), and senders paced to go on sending
+            # until FAULT_TAIL_S after the fault ends: a fault after the last ping shows nothing
+            argv += ["--ping-log", "--rate", _num(round(self.msgs / self.fault_span_s, 3))]
+            if self.fault.kind == "kill":       # the receiver expects the sender a second time
+                argv += ["--incarnations", "2"]
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]
         return argv + [str(a) for a in extra]
 
@@ -181,6 +214,10 @@ class Cell:
             data["sockopts"] = self.sockopts.to_dict()
         else:
             del data["sockopts"]
+        if self.fault is not None:
+            data["fault"] = self.fault.to_dict()
+        else:
+            del data["fault"]
         return data
 
     @classmethod
@@ -195,8 +232,9 @@ class Cell:
             sockopts = SockOpts.from_dict(data.get("sockopts"))
         except (OptionError, TypeError) as exc:
             raise LabError(f"cell description has bad socket options: {exc}") from None
+        fault = Fault.from_dict(data["fault"]) if data.get("fault") else None
         return cls(**fields, topology=data.get("topology", "threads"), sender=data.get("sender", ""),
-                   sockopts=sockopts)
+                   sockopts=sockopts, fault=fault)
 
 
 def _num(value: float) -> str:
@@ -270,7 +308,8 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
            threads: int = 10, msgs: int = 1000,
            topologies: Sequence[str] | str = ("threads",),
            senders: Sequence[object] = (),
-           sockopts: Sequence[SockOpts] | str = (SockOpts(),)) -> tuple[Cell, ...]:
+           sockopts: Sequence[SockOpts] | str = (SockOpts(),),
+           faults: Sequence[Fault | None] = (None,)) -> tuple[Cell, ...]:
     """Every cell of the sweep, targets in the given (pin) order, the rest in canonical order.
 
     Per-pattern axes collapse where they do not apply, so `--sync none,xpub --patterns all`
@@ -289,9 +328,14 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
       sockopts=[...]  -> socket-option sets, each on the cells it applies to (heartbeat, immediate
                          and reconnect-ivl over ipc/tcp, nodrop on pubsub+xpub); a set that applies
                          to none of the chosen cells is an error naming why
+      faults=[...]    -> each fault (None: none) on every containers cell; a fault asked for
+                         without the containers topology is an error
     """
     _check_count("threads", threads)
     _check_count("msgs", msgs)
+    faults = tuple(dict.fromkeys(faults)) or (None,)
+    if any(faults) and "containers" not in parse_list(topologies, TOPOLOGIES, "topology"):
+        raise LabError("faults are applied to a peer's container: they need --topology containers")
     names = tuple(dict.fromkeys(_target_name(t) for t in targets))
     if not names:
         raise LabError("no targets to run")
@@ -344,9 +388,12 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
                                     if opts.check(pattern, transport, sync):
                                         continue
                                     for topology in sorted(chosen_topologies, key=TOPOLOGIES.index):
-                                        if transport in TOPOLOGY_TRANSPORTS[topology]:
-                                            cells.append(Cell(target, pattern, transport, variant, poll, sync,
-                                                              threads, msgs, topology, sender, opts))
+                                        if transport not in TOPOLOGY_TRANSPORTS[topology]:
+                                            continue
+                                        for fault in faults:
+                                            if fault is None or topology == "containers":
+                                                cells.append(Cell(target, pattern, transport, variant, poll, sync,
+                                                                  threads, msgs, topology, sender, opts, fault))
     for opts in option_sets:
         if not any(c.sockopts == opts for c in cells):
             why = next((w for p in chosen_patterns for t in chosen_transports for s in syncs_for(p)

@@ -165,6 +165,8 @@ def _stall_s(report: dict) -> float:
 def heartbeat_of(report: dict) -> Optional[bool]:
     """Whether ZMTP heartbeats were on; the runner's param may be a bool or an interval in ms."""
     params = report.get("params") or {}
+    if "sockopts" in params or "ping_log" in params:      # the harness's own params (options.py)
+        return bool((params.get("sockopts") or {}).get("heartbeat"))
     for key in ("heartbeat", "heartbeat_ivl", "heartbeat_ivl_ms"):
         if key in params:
             return bool(params[key])
@@ -333,3 +335,47 @@ def explain(o: FaultOutcome) -> str:
     if o.heartbeat is not None:
         line += "; heartbeats %s" % ("on" if o.heartbeat else "off")
     return line
+
+
+# ---------------------------------------------------------------- the run's fault verdict
+
+def option_names(sockopts: dict | None) -> frozenset:
+    """A report's params.sockopts as the option names lab/expectations.py speaks of."""
+    names = {"heartbeat": "heartbeat", "immediate": "immediate", "xpub_nodrop": "xpub-nodrop",
+             "hwm": "hwm", "reconnect_ivl": "reconnect-ivl"}
+    return frozenset(names[k] for k, v in (sockopts or {}).items() if k in names and v not in (None, False, []))
+
+
+def libzmq_of(report: dict) -> str:
+    """The run's libzmq, or 'SENDER->RECEIVER' when the sender's differs (a mixed pair)."""
+    mine = (report.get("versions") or {}).get("libzmq") or ""
+    theirs = next((((p.get("versions") or {}).get("libzmq")) for p in report.get("peers") or ()
+                   if p.get("role") == "sender" and p.get("versions")), None) or mine
+    return mine if theirs == mine else f"{theirs}->{mine}"
+
+
+def judged(report: dict) -> Optional[dict]:
+    """The run report's `fault` block: what the fault did (analyse), what libzmq promises for
+    it (lab/expectations.py, with the source), and whether the two agree. None without faults.
+    A fault that was never applied (the run ended first, the engine refused) is judged
+    `not-applied`: the run says nothing about it."""
+    from lab import expectations
+    faults = report.get("faults") or ()
+    if not faults:
+        return None
+    missing = [f for f in faults if f.get("start_ns") is None]
+    if missing:
+        return {"judged": "not-applied", "why": "; ".join("%s: %s" % (f.get("label") or f["kind"], f.get("error"))
+                                                          for f in missing),
+                "explain": None, "outcome": None, "expectation": None}
+    outcome = analyse(report)
+    params = report.get("params") or {}
+    first = faults[0]
+    expectation = expectations.expected_for(params.get("pattern", ""), first["kind"], first["target"],
+                                            option_names(params.get("sockopts")), libzmq_of(report))
+    if expectation is None:
+        verdict, why = "no-promise", "no source speaks to this fault on this pattern/options/version"
+    else:
+        verdict, why = expectations.judge(expectation, outcome.to_dict(), report.get("outcome"))
+    return {"judged": verdict, "why": why, "explain": outcome.explain(), "outcome": outcome.to_dict(),
+            "expectation": expectation.to_dict() if expectation else None}

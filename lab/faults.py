@@ -81,6 +81,15 @@ def _problem(kind: Any, target: Any, at_s: Any, after: Any, duration: Any, rate:
     return None
 
 
+class FaultUnsupported(Exception):
+    """This engine's kernel cannot make the fault (the probe's reason, e.g. no sch_netem): the
+    run is `unsupported` with it (lab/backends/faults.py raises it; the runner reports it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Fault:
     kind: str
@@ -101,6 +110,15 @@ class Fault:
         when = _num(float(self.at_s)) if self.at_s is not None else f"after{self.after_msgs}"
         rate = f"={self.rate}" if self.rate else ""
         return f"{self.kind}:{SHORT[self.target]}@{when}+{_num(float(self.duration_s))}{rate}"
+
+    @property
+    def key(self) -> str:
+        """The label as a cell key's part (lab/cells.py): no ':', '@', '=' or '%', which file
+        names, GitHub artifacts and the key's own '@topology' cannot take:
+        ~partition-rx-1.5-2, ~kill-tx-after200-1, ~bandwidth-rx-1-3-1mbit, ~loss-rx-1-2-10pct."""
+        when = _num(float(self.at_s)) if self.at_s is not None else f"after{self.after_msgs}"
+        rate = "-" + self.rate.replace("%", "pct") if self.rate else ""
+        return f"~{self.kind}-{SHORT[self.target]}-{when}-{_num(float(self.duration_s))}{rate}"
 
     def rate_bits(self) -> int:
         """A bandwidth fault's rate in bit/s."""

@@ -41,7 +41,12 @@ def cell_text(verdict: Verdict | None) -> str:
     """The few characters a verdict gets in a table cell."""
     if verdict is None:
         return "-"
-    return cell_label(verdict.worst, verdict.counts, verdict.n, verdict.infra, bool(verdict.problems))
+    text = cell_label(verdict.worst, verdict.counts, verdict.n, verdict.infra, bool(verdict.problems))
+    judged = verdict.fault_judgements
+    if judged:      # a fault cell: its outcome against libzmq's promise (lab/expectations.py)
+        odd = sum(v for k, v in judged.items() if k != "expected")
+        text += " exp" if not odd else " UNEXP" if judged.get("unexpected") else " ?"
+    return text
 
 
 def cell_label(worst: str, counts: Mapping[str, int], n: int, infra: int = 0, problem: bool = False) -> str:

@@ -25,6 +25,8 @@ from pathlib import Path
 from lab.cells import (PATTERNS, TOPOLOGIES, TOPOLOGY_TRANSPORTS, TRANSPORTS, XPUB_PATTERNS, Cell, expand,
                        parse_list, parse_poll_modes, parse_sockopts)
 from lab.errors import LabError
+from lab.faults import Fault
+from lab.faults import parse as parse_fault
 from lab.results import check_output_dir, check_output_file
 from lab.targets import Target, load_targets, select
 from scenarios import flags
@@ -127,7 +129,8 @@ class RunSettings:
         # --poll waits 1 ms per poll, up to two per ping, in every thread at once: 5 ms a ping
         # leaves room for a loaded machine.
         polls = cell.msgs * 0.005 if cell.poll else 0.0
-        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls + margin
+        paced = cell.fault_span_s       # a fault cell's senders are paced to outlast the fault
+        bound = self.stall + self.sleep + 20.0 + cell.threads * cell.msgs / 2000.0 + polls + paced + margin
         if not bound <= self.MAX_HARD_TIMEOUT_S:
             raise LabError("%s is too large to bound: its hard timeout would be %.3g s; lower --threads "
                            "or --msgs" % (cell.key, bound))
@@ -141,6 +144,12 @@ class RunSettings:
         """The cell as the harness will parse it (its flags.parse namespace); a bad flag is a
         LabError before any run, and a cell too large to bound is refused."""
         self.hard_timeout(cell)
+        if cell.fault is not None and self.stall < cell.fault.duration_s + FAULT_STALL_MARGIN_S:
+            # a partition or a pause is silence by construction: a stall window shorter than it
+            # (plus TCP's retransmission backoff after the heal) would call every run a deadlock
+            raise LabError("%s: --stall %g is too short for a %g s fault: give at least %g (its duration + %g s)"
+                           % (cell.key, self.stall, cell.fault.duration_s,
+                              cell.fault.duration_s + FAULT_STALL_MARGIN_S, FAULT_STALL_MARGIN_S))
         # A containers cell's argv lacks the role and addresses: the backend adds them to each
         # container's copy. The receiver's own flags are what the run report states.
         role = ["--role", "receiver"] if cell.topology == "containers" else []
@@ -148,6 +157,9 @@ class RunSettings:
             return flags.parse(self.argv(cell) + role)
         except flags.FlagError as exc:
             raise LabError("%s: %s" % (cell.key, exc)) from None
+
+
+FAULT_STALL_MARGIN_S = 3.0     # a fault cell's stall window over the fault's duration
 
 
 @dataclass(frozen=True)
@@ -160,11 +172,12 @@ class Axes:
     syncs: tuple[str, ...] = ("none",)
     topologies: tuple[str, ...] = ("threads",)
     sockopts: tuple[SockOpts, ...] = (SockOpts(),)
+    faults: tuple[Fault | None, ...] = (None,)
 
     @classmethod
     def from_cli(cls, patterns: str = "all", transports: str = "all", variants: str = "primary",
                  poll: str = "both", sync: str = "none", sync_is_default: bool = False,
-                 topology: str = "threads", sockopts: str = "none") -> "Axes":
+                 topology: str = "threads", sockopts: str = "none", faults: str = "none") -> "Axes":
         chosen = parse_list(patterns, PATTERNS, "pattern")
         syncs = parse_list(sync, ("none", "xpub"), "sync mode")
         if sync_is_default and not set(chosen) & set(XPUB_PATTERNS):
@@ -173,13 +186,21 @@ class Axes:
             variants = tuple(v.strip() for v in variants.split(",") if v.strip())
         return cls(chosen, parse_list(transports, TRANSPORTS, "transport"), variants,
                    parse_poll_modes(poll), syncs, parse_list(topology, TOPOLOGIES, "topology"),
-                   parse_sockopts(sockopts))
+                   parse_sockopts(sockopts), parse_faults(faults))
 
     def cells(self, targets, threads: int, msgs: int, senders=()) -> tuple[Cell, ...]:
         return expand(targets, self.patterns, self.transports, poll_modes=self.polls,
                       variants=None if self.variants == "primary" else self.variants,
                       sync_modes=self.syncs, threads=threads, msgs=msgs, topologies=self.topologies,
-                      senders=senders, sockopts=self.sockopts)
+                      senders=senders, sockopts=self.sockopts, faults=self.faults)
+
+
+def parse_faults(value: str) -> tuple[Fault | None, ...]:
+    """'none,partition:rx@1.5+2,pause:rx@1+2' -> faults (None: the cell without one)."""
+    names = [n.strip() for n in (value or "none").split(",") if n.strip()]
+    if not names:
+        raise LabError("no faults given ('none', or e.g. partition:receiver@1.5+2)")
+    return tuple(dict.fromkeys(None if n == "none" else parse_fault(n) for n in names))
 
 
 def pair_topology(topology: str, sender: str | None, receiver: str | None) -> str:
@@ -221,7 +242,8 @@ class SweepRequest:
     def from_cli(cls, targets: str, patterns: str, transports: str, variants: str, poll: str, sync: str,
                  threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
                  inject: str | None = None, topology: str = "threads", sender_target: str | None = None,
-                 receiver_target: str | None = None, jobs: int = 1, sockopts: str = "none") -> "SweepRequest":
+                 receiver_target: str | None = None, jobs: int = 1, sockopts: str = "none",
+                 faults: str = "none") -> "SweepRequest":
         """The pair flags: `--sender-target A` sends from A to every target of --targets,
         `--receiver-target B` from every target to B, both: the one pair A -> B."""
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
@@ -229,7 +251,7 @@ class SweepRequest:
         axes = Axes.from_cli(patterns, transports, variants, poll, sync,
                              sync_is_default=sync == MATRIX_DEFAULTS["sync"],
                              topology=pair_topology(topology, sender_target, receiver_target),
-                             sockopts=sockopts)
+                             sockopts=sockopts, faults=faults)
         chosen = select(load_targets(), targets)
         receivers = senders = ()
         if sender_target or receiver_target:
@@ -297,7 +319,7 @@ class ScenarioRequest:
                  poll: bool, sync: str, sleep: float, stall: float, repeat: int, backend: str,
                  json: str | None, timeout: float, inject: str | None, topology: str = "threads",
                  sender_target: str | None = None, receiver_target: str | None = None,
-                 sockopts: str = "none") -> "ScenarioRequest":
+                 sockopts: str = "none", fault: str = "none") -> "ScenarioRequest":
         """`sockopts`: one set of socket options, as a cell's label names it ('hb100-300+immediate')."""
         names = [n.strip() for n in target.split(",")]
         if len(names) != 1 or not names[0]:
@@ -315,8 +337,16 @@ class ScenarioRequest:
         if len(options) != 1:
             raise LabError("--sockopts of a scenario is one set of options (join them with '+'), not %r; "
                            "matrix runs several" % sockopts)
+        faults = parse_faults(fault)
+        if len(faults) != 1:
+            raise LabError("--fault of a scenario is one fault, not %r; matrix runs several" % fault)
+        if faults[0] is not None:
+            if topologies == ("threads",):
+                topologies = ("containers",)    # a fault is applied to a peer's container
+            elif topologies != ("containers",):
+                raise LabError("--fault applies to --topology containers only")
         cells = tuple(Cell(receiver.name, pattern, transport, variant or "default", poll, sync, threads, msgs,
-                           topology, sender.name if topology == "containers" else "", options[0])
+                           topology, sender.name if topology == "containers" else "", options[0], faults[0])
                       for topology in topologies)
         return cls(receiver, cells, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
                    check_output_file(json, "--json") if json is not None else None,

@@ -244,7 +244,32 @@ class Verdict:
         if not self.n:
             return (f"{head} infra {self.infra}/{self.infra} runs, nothing judged: "
                     f"{_one_line(self.first_run(INFRA).reason)}")
-        return self._judged_line(head) + self._infra_note()
+        return self._judged_line(head) + self._fault_note() + self._infra_note()
+
+    @property
+    def fault_judgements(self) -> dict[str, int]:
+        """Runs per fault judgement (lab/fault_verdicts.judged): expected, unexpected, no-promise,
+        not-applied; empty for a cell without a fault."""
+        counts: dict[str, int] = {}
+        for run in self.runs:
+            block = run.report.get("fault")
+            if block:
+                counts[block["judged"]] = counts.get(block["judged"], 0) + 1
+        return counts
+
+    def _fault_note(self) -> str:
+        """What the fault did against what libzmq promises for it, with the promise's source."""
+        blocks = [r.report["fault"] for r in self.runs if r.report.get("fault")]
+        if not blocks:
+            return ""
+        tally = ", ".join(f"{k} {v}/{len(blocks)}" for k, v in sorted(self.fault_judgements.items()))
+        promise = blocks[0].get("expectation")
+        source = (f" [{promise['scenario_id']}: {promise['expected']}"
+                  f"{', by design' if promise['by_design'] else ''}; {promise['source_url']}]") if promise else ""
+        odd = next((b for b in blocks if b["judged"] != "expected"), None)
+        why = f"; {odd['judged']}: {odd['why']}" if odd else ""
+        example = next((b["explain"] for b in blocks if b.get("explain")), None)
+        return f"; fault: {tally}{source}{why}" + (f"; e.g. {example}" if example else "")
 
     def _infra_note(self) -> str:
         if not self.infra:

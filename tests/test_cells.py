@@ -330,3 +330,38 @@ def test_reqrep_is_the_last_pattern_and_keeps_every_older_order():
     assert PATTERNS[-1] == "reqrep" and PATTERNS[:9] == (
         "pair", "pubsub", "pushpull", "clientserver", "routerdealer", "scattergather", "radiodish", "peer", "channel")
     assert VARIANTS["reqrep"] == ("default",)
+
+
+# ---- faults (lab/faults.py): the last axis, containers only --------------------------------
+
+def test_a_fault_cell_is_keyed_file_safe_logs_its_pings_and_outlasts_the_fault():
+    from lab.faults import parse
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=5, msgs=200, topology="containers",
+                fault=parse("partition:receiver@1.5+2"))
+    assert cell.key == "pyzmq-25.1.2/pushpull/tcp/default~partition-rx-1.5-2@containers"
+    assert not set(cell.key) & set(":=%")
+    argv = cell.scenario_argv(5, 0)
+    assert "--ping-log" in argv and argv[argv.index("--rate") + 1] == "44.444"   # 200 pings over 4.5 s
+    assert Cell.from_dict(cell.to_dict()) == cell
+    plain = Cell("pyzmq-25.1.2", "pushpull", "tcp", topology="containers")
+    assert "fault" not in plain.to_dict() and "--ping-log" not in plain.scenario_argv(2, 0)
+
+
+@pytest.mark.parametrize("spec, topology, words", [
+    ("partition:rx@1+2", "threads", "needs topology containers"),
+    ("kill:rx@1+1", "containers", "killing the receiver is not wired"),
+    ("pause:rx@after50+1", "containers", "not wired"),
+])
+def test_faults_that_cannot_run_are_refused_with_the_reason(spec, topology, words):
+    from lab.faults import parse
+    with pytest.raises(LabError, match=words):
+        Cell("pyzmq-25.1.2", "pushpull", "tcp", topology=topology, fault=parse(spec))
+
+
+def test_expand_puts_each_fault_on_the_containers_cells_only():
+    from lab.faults import parse
+    cells = expand(["a"], "pushpull", "tcp", "off", topologies="threads,containers",
+                   faults=(None, parse("pause:rx@1+1")))
+    assert [c.label for c in cells] == ["default", "default@containers", "default~pause-rx-1-1@containers"]
+    with pytest.raises(LabError, match="need --topology containers"):
+        expand(["a"], "pushpull", "tcp", "off", faults=(parse("pause:rx@1+1"),))

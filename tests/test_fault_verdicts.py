@@ -153,3 +153,48 @@ def test_to_dict_is_json_and_carries_the_run_outcome():
 def test_seq_ranges():
     assert fv.seq_ranges([7, 1, 2, 3, 9, 10]) == ((1, 3), (7, 7), (9, 10))
     assert fv.seq_ranges([]) == ()
+
+
+# ---------------------------------------------------------------- judged(): the run's fault block
+
+def _partition_run(lost_inside, outcome="lost", sockopts=None, libzmq="4.3.4"):
+    """pushpull, a 1-2 s receiver partition; thread 0 loses `lost_inside` pings sent inside."""
+    sent = [500, 1500, 1600, 2500]
+    recv = [501, None if lost_inside else 2600, None if lost_inside > 1 else 2610, 2501]
+    r = report([thread(0, sent, recv)], [window()], outcome=outcome)
+    r["params"] = {"pattern": "pushpull", "stall": 5.0, "ping_log": True}
+    if sockopts:
+        r["params"]["sockopts"] = sockopts
+    r["versions"] = {"libzmq": libzmq}
+    return r
+
+
+def test_judged_holds_the_outcome_against_the_sourced_promise():
+    block = fv.judged(_partition_run(2))
+    assert block["outcome"]["lost_inside"] == 2 and block["explain"].startswith("partition rx")
+    promise = block["expectation"]
+    assert promise["source_url"].startswith("https://") and promise["fault_kind"] == "partition"
+    assert block["judged"] in ("expected", "unexpected") and block["why"]
+
+
+def test_judged_without_faults_is_none_and_an_unapplied_fault_says_so():
+    assert fv.judged({"outcome": "ok"}) is None
+    r = _partition_run(0)
+    r["faults"] = [{"kind": "pause", "target": "receiver", "label": "pause:rx@1+1", "start_ns": None,
+                    "end_ns": None, "undone": True, "error": "the run ended before the fault's time"}]
+    block = fv.judged(r)
+    assert block["judged"] == "not-applied" and "ended before" in block["why"]
+
+
+def test_option_names_and_mixed_versions():
+    assert fv.option_names({"heartbeat": [100, 300], "immediate": True, "hwm": None}) == {"heartbeat", "immediate"}
+    r = {"versions": {"libzmq": "4.3.5"}, "peers": [{"role": "sender", "versions": {"libzmq": "4.1.6"}}]}
+    assert fv.libzmq_of(r) == "4.1.6->4.3.5"
+    r["peers"][0]["versions"]["libzmq"] = "4.3.5"
+    assert fv.libzmq_of(r) == "4.3.5"
+
+
+def test_heartbeats_are_read_from_the_harness_params():
+    r = _partition_run(1, sockopts={"heartbeat": [100, 300]})
+    assert fv.heartbeat_of(r) is True
+    assert fv.heartbeat_of(_partition_run(1)) is False

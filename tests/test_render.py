@@ -103,3 +103,26 @@ def test_markdown_lists_runs_lost_to_the_infrastructure_apart():
     section = md.split("## Infrastructure (not counted)")[1]
     assert "run 1: infra" in section and "run 2" not in section
     assert "## Failures\n\nNone." in md
+
+
+def test_a_fault_cell_shows_whether_its_outcome_was_the_promised_one():
+    from lab.cells import Cell
+    from lab.faults import parse
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=2, msgs=5, topology="containers",
+                fault=parse("reset:rx@1+1"))
+
+    def verdict(*judged):
+        reports = make_reports(["lost"] * len(judged), cell, topology="containers")
+        for report, j in zip(reports, judged):
+            report["fault"] = {"judged": j, "why": "2 lost outside the fault window" if j != "expected" else "ok",
+                               "explain": "reset rx 1.00–2.00 s: 3 lost inside", "outcome": {},
+                               "expectation": {"scenario_id": "push-reset", "expected": "bounded-loss",
+                                               "by_design": True, "source_url": "https://github.com/zeromq/libzmq/issues/3392"}}
+        return judge_runs(cell, reports)
+    assert render.cell_text(verdict("expected", "expected")) == "LOST 2/2 exp"
+    odd = verdict("expected", "unexpected")
+    assert render.cell_text(odd) == "LOST 2/2 UNEXP"
+    line = odd.summary_line()
+    assert "fault: expected 1/2, unexpected 1/2 [push-reset: bounded-loss, by design; https://github.com/zeromq/libzmq/issues/3392]" in line
+    assert "unexpected: 2 lost outside the fault window" in line
+    assert render.cell_text(verdict("no-promise")) == "LOST 1/1 ?"

@@ -187,3 +187,23 @@ def test_scenario_takes_one_set_of_socket_options():
         one("hwm1,hwm2")
     with pytest.raises(LabError, match="--immediate: for connection-oriented transports only"):
         one("immediate", transport="inproc")
+
+
+# ---- faults ---------------------------------------------------------------------------------
+
+def test_a_fault_needs_a_stall_window_longer_than_its_silence():
+    from lab.requests import ScenarioRequest
+    with pytest.raises(LabError, match=r"--stall 2 is too short for a 2 s fault: give at least 5"):
+        ScenarioRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "", 5, 100, False, "none", 0.0, 2.0, 1,
+                                 "docker", None, 0.0, None, fault="partition:receiver@1+2")
+    req = ScenarioRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "", 5, 100, False, "none", 0.0, 5.0, 1,
+                                   "docker", None, 0.0, None, fault="partition:receiver@1+2")
+    assert req.cell.topology == "containers" and req.cell.fault.kind == "partition"
+
+
+def test_faults_parse_as_a_list_with_none_and_bad_ones_are_one_line():
+    from lab.requests import parse_faults
+    none, pause = parse_faults("none,pause:rx@1+2")
+    assert none is None and pause.label == "pause:rx@1+2"
+    with pytest.raises(LabError, match="kind 'nap' is unknown"):
+        parse_faults("nap:rx@1+2")

@@ -217,3 +217,67 @@ def test_extend_run_adds_cells_to_a_finished_run(tmp_path):
     assert built.params["complete"] is True and len(built.params["plan"]) == 2 and built.backend == "fake+docker"
     again = results.load_matrix(tmp_path)
     assert again.get(containers(A, B).key).worst == "ok"
+
+
+# ---- faults: the backend applies them; the runner judges the windows it gets back ------------
+
+def _fault_cell():
+    from lab.faults import parse
+    return Cell(B, "pushpull", "tcp", threads=2, msgs=5, topology="containers", sender=A,
+                fault=parse("partition:receiver@1+1"))
+
+
+def test_a_fault_cells_windows_are_judged_and_put_on_the_timeline():
+    cell = _fault_cell()
+    seen = {}
+
+    def answer(receiver, sender, argv, faults=()):
+        seen["faults"] = faults
+        report = make_report("ok", cell, topology="containers")
+        t0 = 1_700_000_000_000_000_000
+        report["timeline"] = {"t0_ns": t0, "threads": [], "events": [], "monitor": "on"}
+        report["pings"] = {"clock": "receiver", "threads": [
+            {"id": i, "sent_ns": [t0 + k * 10**8 for k in range(5)], "recv_ns": [t0 + k * 10**8 + 10**5 for k in range(5)]}
+            for i in range(2)]}
+        window = {"kind": "partition", "target": "receiver", "label": "partition:rx@1+1", "start_ns": t0 + 10**9,
+                  "end_ns": t0 + 2 * 10**9, "undone": True, "detail": "iptables", "error": None}
+        return PeerResult(out(report), ProcessResult("", "", 0, False, 0.2), "net", (window,))
+
+    class WithFaults(Fake):
+        def run_peers(self, receiver, sender, argv, timeout, on_state=None, faults=()):
+            return answer(receiver, sender, argv, faults)
+
+    verdict = runner.run_cell(WithFaults(), PINS[B], cell, RunSettings(repeat=1, stall=5.0), sender=PINS[A])
+    assert seen["faults"] == (cell.fault,)
+    report = verdict.runs[0].report
+    assert report["fault"]["judged"] in ("expected", "unexpected", "no-promise")
+    assert report["fault"]["outcome"]["lost_inside"] == 0
+    edges = [(e["event"], e["t_ms"]) for e in report["timeline"]["events"]]
+    assert edges == [("FAULT_START", 1000.0), ("FAULT_END", 2000.0)]
+    assert "; fault: " in verdict.summary_line()
+
+
+def test_a_fault_the_kernel_cannot_make_is_an_unsupported_run():
+    from lab.faults import FaultUnsupported
+
+    class NoNetem(Fake):
+        def run_peers(self, receiver, sender, argv, timeout, on_state=None, faults=()):
+            raise FaultUnsupported("partition needs iptables; iptables: no such table")
+    verdict = runner.run_cell(NoNetem(), PINS[B], _fault_cell(), RunSettings(repeat=3, stall=5.0), sender=PINS[A])
+    assert verdict.worst == "unsupported" and len(verdict.runs) == 1
+    assert "no such table" in verdict.runs[0].reason
+
+
+def test_an_exec_that_exits_0_with_no_output_is_the_engines_loss_and_is_run_again():
+    cell = Cell(A, "pushpull", "tcp", threads=2, msgs=5)
+    calls = []
+
+    class Lossy(Fake):
+        def run(self, target, argv, timeout, on_state=None):
+            calls.append(1)
+            if len(calls) == 1:
+                return ProcessResult("", "", 0, False, 0.1, container="zmqlab-x")
+            return ProcessResult(out(make_report("ok", cell)).stdout, "", 0, False, 0.1, container="zmqlab-x")
+    verdict = runner.run_cell(Lossy(), PINS[A], cell, RunSettings(repeat=1))
+    assert len(calls) == 2 and verdict.worst == "ok" and verdict.infra == 1
+    assert "docker-py#2042" in verdict.runs[0].reason

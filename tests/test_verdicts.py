@@ -288,3 +288,18 @@ def test_summary_line_names_a_pair_of_two_pins():
     cell = Cell("pyzmq-26.4.0", "pubsub", "tcp", threads=2, msgs=5, topology="containers", sender="libzmq-4.1.6")
     line = make_verdict(["ok"], cell).summary_line()
     assert line.startswith("libzmq-4.1.6>pyzmq-26.4.0 pubsub/tcp default@containers: ok 1/1")
+
+
+def test_a_fault_cells_verdict_matches_the_schema_and_round_trips():
+    from factories import make_reports
+    from lab import schemas
+    from lab.cells import Cell
+    from lab.faults import parse
+    from lab.verdicts import Verdict, judge_runs
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=10, msgs=1000, topology="containers",
+                fault=parse("bandwidth:receiver@1+2=1mbit"))
+    verdict = judge_runs(cell, make_reports(["ok"], cell, topology="containers"))
+    data = verdict.to_dict()
+    schemas.validate("verdict", data)
+    assert data["cell"]["fault"]["rate"] == "1mbit"
+    assert Verdict.from_dict(data).cell == cell

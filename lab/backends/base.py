@@ -8,7 +8,7 @@ implements these few methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from lab.targets import Target
 
@@ -36,6 +36,7 @@ class PeerResult:
     receiver: ProcessResult  # its stdout's last line is the run report
     sender: ProcessResult
     network: str             # the network the two talked over ("" on a backend without one)
+    faults: tuple[dict, ...] = ()   # the faults applied meanwhile: lab.faults.FaultWindow dicts
 
 
 class Backend(Protocol):
@@ -53,7 +54,7 @@ class Backend(Protocol):
         backend that cannot tell never calls it (the run then keeps its slot)."""
 
     def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
-                  on_state: Callable[[str], None] | None = None) -> PeerResult:
+                  on_state: Callable[[str], None] | None = None, faults: Sequence[Any] = ()) -> PeerResult:
         """Run the scenario as a receiver container of `receiver` and a sender container of
         `sender` (may be the same target: still two containers), over tcp on the run's own
         network. `argv` are the cell's flags (they include `--topology containers --transport

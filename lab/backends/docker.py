@@ -71,6 +71,7 @@ from lab.backends.base import PeerResult, ProcessResult
 from lab.backends.peers import ROLES, Peers
 from lab.engine import PYTHON, TARGET_REPO, image_name
 from lab.errors import LabError
+from lab.faults import Fault
 from lab.targets import Target
 
 SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
@@ -284,10 +285,10 @@ class DockerBackend(Peers):
                                trace=self._trace.get(target.name))
 
     def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
-                  on_state: slots.OnState | None = None) -> PeerResult:
+                  on_state: slots.OnState | None = None, faults: Sequence[Fault] = ()) -> PeerResult:
         """The containers topology (lab/backends/peers.py): the receiver's report records both
         images ("image": the receiver's, "sender_image": the sender's)."""
-        res = self._run_pair(receiver, sender, argv, timeout, on_state)
+        res = self._run_pair(receiver, sender, argv, timeout, on_state, faults=faults)
         return dataclasses.replace(res, receiver=with_provenance(
             res.receiver, self._provenance.get(receiver.name), self._provenance.get(sender.name),
             trace=self._trace.get(receiver.name)))
@@ -317,6 +318,10 @@ class DockerBackend(Peers):
         raises (safe from a finally block or a signal handler); problems land in
         self.close_errors and are reported once, in one line (report, stderr by default)."""
         self._closed = True
+        try:
+            self.undo_faults()      # heal and unpause first: a paused container resists removal
+        except Exception as exc:
+            self.close_errors.append(engine.reason(exc))
         self._containers.clear()
         self._peer_containers.clear()
         try:

@@ -39,7 +39,7 @@ import requests.exceptions
 from lab import engine, sidecar
 from lab.backends.peers import network_name
 from lab.errors import LabError
-from lab.faults import REQUIRES, Fault, FaultWindow
+from lab.faults import REQUIRES, Fault, FaultUnsupported, FaultWindow  # noqa: F401 (FaultUnsupported: raised here)
 
 FEATURES = ("iptables", "tbf", "netem", "ingress")
 ROLE_LABEL = f"{engine.LABEL}.role"           # "sidecar" on every injector container
@@ -48,14 +48,6 @@ IFB = "zmqlab-ifb"                            # the peer's incoming traffic is s
 LINGER_S = 300                                # a sidecar outlives its fault's duration by at most this
 QDISC_LATENCY = "200ms"                       # how long tbf queues a packet before dropping it
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
-
-
-class FaultUnsupported(Exception):
-    """This engine's kernel cannot make the fault (the probe's reason, e.g. no sch_netem)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 # ---------------------------------------------------------------- what runs in the sidecar (pure)

@@ -19,13 +19,24 @@ port in one receiver container.
 Both execs start together, each under the hard timeout and killed by its own token as a cell
 is (lab/backends/docker.py); the sender waits for the receiver by itself (it says hello over
 the report channel and retries), so nothing orders them here.
+
+Faults (lab/faults.py, docs/faults.md): a cell's fault is applied to its peer's container by
+the backend's one FaultInjector (lab/backends/faults.py) from a thread of the run (FaultTimer),
+at its time after the execs started, and undone after its duration or as soon as both
+processes ended; the windows (host clock, which on one machine is the receiver's) come back
+in PeerResult.faults. A fault the engine's kernel cannot make is refused before the run
+starts (FaultUnsupported: the run is `unsupported` with the probe's reason). close() undoes
+whatever is still applied before it removes the containers.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
+import sys
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import docker.errors
 import requests.exceptions
@@ -34,12 +45,16 @@ from lab import engine, slots
 from lab.backends.base import PeerResult, ProcessResult
 from lab.engine import PYTHON
 from lab.errors import LabError
+from lab.faults import REQUIRES, Fault, FaultUnsupported
 from lab.targets import Target
 
 if TYPE_CHECKING:
+    from lab.backends.faults import FaultInjector
     from lab.backends.docker import DockerBackend
 
 ROLES = ("rx", "tx")
+_ROLE_OF = {"receiver": "rx", "sender": "tx"}
+KILL_GRACE_S = 5.0         # how long a killed peer's exec may take to report its end
 PORT_BASE = 20000          # the receiver binds P and P+1; below the kernel's ephemeral range ...
 PORT_SLOTS = 20000         # ... and below 60000 after wrapping: P + 1 <= 59999
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -82,6 +97,57 @@ def peer_commands(argv: Sequence[str], receiver_host: str, port: int) -> tuple[l
              "--report", f"tcp://{receiver_host}:{port + 1}"])
 
 
+class FaultTimer(threading.Thread):
+    """One run's faults: each applied at `at_s` after `t0` (monotonic), undone `duration_s`
+    later, or at once when the run ends first (`ended`); one that never got its turn is
+    recorded with that error rather than dropped."""
+
+    def __init__(self, injector: FaultInjector, faults: Sequence[Fault], peers: dict[str, Any],
+                 t0: float, ended: threading.Event, kill: Callable[[str], str] | None = None,
+                 restart: Callable[[str, int], str] | None = None):
+        super().__init__(name="zmqlab-faults", daemon=True)
+        self.injector, self.faults, self.peers, self.t0, self.ended = injector, faults, peers, t0, ended
+        self.kill, self.restart = kill, restart
+        self.windows: list[dict] = []
+        self.incarnations = {"receiver": 1, "sender": 1}
+
+    def _kill(self, fault: Fault) -> dict:
+        """kill -9 the peer's process, then (unless the run ended meanwhile) start it again."""
+        window = {"kind": "kill", "target": fault.target, "label": fault.label, "start_ns": time.time_ns(),
+                  "end_ns": None, "undone": False, "detail": "", "error": None}
+        try:
+            window["detail"] = self.kill(fault.target)
+            if self.ended.wait(fault.duration_s):
+                window["error"] = "not started again: the run ended while the peer was down"
+                return window
+            self.incarnations[fault.target] += 1
+            window["detail"] += "; " + self.restart(fault.target, self.incarnations[fault.target])
+            window["end_ns"], window["undone"] = time.time_ns(), True
+        except (LabError, ValueError) + _ENGINE_ERRORS as exc:
+            window["error"] = f"kill and restart failed: {engine.reason(exc)}"
+        return window
+
+    def run(self) -> None:
+        for fault in sorted(self.faults, key=lambda f: f.at_s or 0.0):
+            if self.ended.wait(max(0.0, self.t0 + (fault.at_s or 0.0) - time.monotonic())):
+                self.windows.append({"kind": fault.kind, "target": fault.target, "label": fault.label,
+                                     "start_ns": None, "end_ns": None, "undone": True, "detail": "",
+                                     "error": "the run ended before the fault's time"})
+                continue
+            if fault.kind == "kill":
+                self.windows.append(self._kill(fault))
+                continue
+            try:
+                applied = self.injector.start(fault, self.peers[fault.target])
+            except (LabError, ValueError) + _ENGINE_ERRORS as exc:
+                self.windows.append({"kind": fault.kind, "target": fault.target, "label": fault.label,
+                                     "start_ns": None, "end_ns": None, "undone": True, "detail": "",
+                                     "error": f"could not apply it: {engine.reason(exc)}"})
+                continue
+            self.ended.wait(fault.duration_s)
+            self.windows.append(self.injector.end(applied).to_dict())
+
+
 class Peers:
     """The DockerBackend's peers part (a mixin: it runs on the backend's containers and execs)."""
 
@@ -90,6 +156,21 @@ class Peers:
         self._network: str | None = None
         self._network_lock = threading.Lock()
         self._pairs = itertools.count()
+        self._injector: FaultInjector | None = None
+
+    def _faults(self: DockerBackend) -> FaultInjector:
+        from lab.backends.faults import FaultInjector      # it imports this module (network_name)
+        with self._network_lock:
+            if self._injector is None:
+                self._injector = FaultInjector(self.client, self.labels, self.run_id,
+                                               progress=lambda line: print(line, file=sys.stderr))
+            return self._injector
+
+    def undo_faults(self) -> list[dict]:
+        """Heal, unpause: whatever a run still has applied (close(), Ctrl-C); the windows."""
+        if self._injector is None:
+            return []
+        return [w.to_dict() for w in self._injector.undo_all()]
 
     def _next_port(self) -> int:
         return PORT_BASE + 2 * (next(self._pairs) % PORT_SLOTS)   # count() is atomic under the GIL
@@ -110,28 +191,45 @@ class Peers:
             return self._network
 
     def _run_pair(self: DockerBackend, receiver: Target, sender: Target, argv: Sequence[str],
-                  timeout: float, on_state: slots.OnState | None = None, fresh: bool = False) -> PeerResult:
+                  timeout: float, on_state: slots.OnState | None = None, fresh: bool = False,
+                  faults: Sequence[Fault] = ()) -> PeerResult:
         """run_peers() without the report's provenance."""
         rx = self._long_lived(receiver, "rx")
         tx = self._long_lived(sender, "tx")
+        peers = {"receiver": rx, "sender": tx}
+        for fault in faults:        # refused before anything runs: no half-made fault run
+            if fault.kind != "pause" and fault.kind != "kill":
+                missing = [f"{f}: {why}" for f in REQUIRES[fault.kind]
+                           if (why := self._faults().probe(peers[fault.target]).get(f))]
+                if missing:
+                    raise FaultUnsupported(f"{fault.kind} needs {', '.join(REQUIRES[fault.kind])} "
+                                           f"in the engine's kernel; " + "; ".join(missing))
         rx_cmd, tx_cmd = peer_commands(argv, rx.name, self._next_port())
         try:
-            rx_res, tx_res = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout, on_state)
+            rx_res, tx_res, windows = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout, on_state, faults, peers)
         except Refused as refused:
             if fresh or self._closed:
                 raise self._engine_error("create an exec", refused.error) from None
             # removed by hand, PID 1 killed, docker pause: once more in a fresh one (its new
             # name goes into the sender's addresses)
             self._discard(refused.container)
-            return self._run_pair(receiver, sender, argv, timeout, on_state, fresh=True)
-        return PeerResult(rx_res, tx_res, self._network or "")
+            return self._run_pair(receiver, sender, argv, timeout, on_state, fresh=True, faults=faults)
+        if any(f.kind == "pause" for f in faults):
+            # the lab's own pause is the finding, not someone else's (lab.runner.report_of)
+            rx_res, tx_res = (dataclasses.replace(r, paused_s=0.0, pauses=()) for r in (rx_res, tx_res))
+        return PeerResult(rx_res, tx_res, self._network or "", tuple(windows))
 
     def _exec_pair(self: DockerBackend, rx: Any, tx: Any, rx_cmd: Sequence[str], tx_cmd: Sequence[str],
-                   timeout: float, on_state: slots.OnState | None = None) -> tuple[ProcessResult, ProcessResult]:
+                   timeout: float, on_state: slots.OnState | None = None, faults: Sequence[Fault] = (),
+                   peers: dict[str, Any] | None = None) -> tuple[ProcessResult, ProcessResult, list[dict]]:
         """Run `rx_cmd` in container `rx` and `tx_cmd` in `tx` at the same time, each under the
         hard `timeout`, each killed by its own token when it runs out. Raises Refused when a
         container would not take its exec (before either started). The receiver's idle/busy
-        lines go to `on_state` (lab/slots.py): it is the side that judges the run."""
+        lines go to `on_state` (lab/slots.py): it is the side that judges the run. `faults` are
+        applied to `peers` (role -> container) meanwhile; their windows come back third. A
+        kill fault SIGKILLs the sender's process and starts it again (`--incarnation 2`) in
+        the same container, at the same address; the sender's result is then its last one."""
+        started = time.monotonic()
         execs = []
         for container, cmd in ((rx, rx_cmd), (tx, tx_cmd)):
             try:
@@ -143,21 +241,51 @@ class Peers:
             except _ENGINE_ERRORS as exc:
                 raise self._engine_error("create an exec", exc) from None
         results: list[Any] = [None, None]
+        current = list(execs)               # the exec each role runs now (a restart replaces it)
 
-        def wait(i: int, container: Any, exec_id: str, token: str) -> None:
+        def wait(i: int, container: Any, exec_id: str, token: str, bound: float) -> None:
             try:
-                results[i] = self._await_exec(container, exec_id, token, timeout,
+                results[i] = self._await_exec(container, exec_id, token, bound,
                                               on_state if i == 0 else None)
             except BaseException as exc:        # re-raised in the caller's thread below
                 results[i] = exc
 
-        threads = [threading.Thread(target=wait, args=(i, *e), name=f"zmqlab-peer-{role}", daemon=True)
+        threads = [threading.Thread(target=wait, args=(i, *e, timeout), name=f"zmqlab-peer-{role}", daemon=True)
                    for i, (role, e) in enumerate(zip(ROLES, execs))]
+
+        def kill(role: str) -> str:
+            container, _, token = current[ROLES.index(_ROLE_OF[role])]
+            killed = self._kill_cell(container, token)
+            return f"SIGKILL to the {role}'s processes in {container.name} ({killed} killed)"
+
+        def restart(role: str, incarnation: int) -> str:
+            i = ROLES.index(_ROLE_OF[role])
+            container = current[i][0]
+            threads[i].join(KILL_GRACE_S)       # the killed one's exec has ended (its result kept)
+            cmd = [*(tx_cmd if i else rx_cmd), "--incarnation", str(incarnation)]
+            exec_id, token = self._create_exec(container, cmd)
+            current[i] = (container, exec_id, token)
+            threads[i] = threading.Thread(target=wait, name=f"zmqlab-peer-{ROLES[i]}-{incarnation}", daemon=True,
+                                          args=(i, container, exec_id, token,
+                                                max(1.0, timeout - (time.monotonic() - started))))
+            threads[i].start()
+            return f"started again in {container.name} with --incarnation {incarnation}"
+
+        ended = threading.Event()
+        timer = FaultTimer(self._faults(), faults, peers or {}, time.monotonic(), ended,
+                           kill=kill, restart=restart) if faults else None
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        if timer is not None:
+            timer.start()
+        try:
+            threads[0].join()       # the receiver ends the run ...
+        finally:
+            ended.set()
+            if timer is not None:
+                timer.join()        # its end() undoes what it applied (bounded by the engine's retries)
+        threads[1].join()           # ... and the sender (the last one started) outlives it briefly
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return results[0], results[1]
+        return results[0], results[1], timer.windows if timer is not None else []

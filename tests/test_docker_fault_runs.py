@@ -1,0 +1,48 @@
+"""Faults in real runs (containers topology, real pinned images): the backend applies the
+cell's fault to its peer mid-run and undoes it, the report carries the window, every ping's
+times, the window's verdict against libzmq's sourced promise, and the fault's edges on the
+timeline; the host's iptables are the same afterwards and nothing of the run is left."""
+import pytest
+
+from lab import engine
+from lab.cells import Cell
+from lab.faults import parse
+from lab.requests import RunSettings
+from lab.runner import run_cell
+from tests.conftest import docker_run
+from tests.test_docker_faults import host_rules
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+PIN = "pyzmq-25.1.2"
+
+
+@pytest.fixture
+def backend(engine_client, built_images):
+    with docker_run(engine_client, "test-fault-runs") as b:
+        assert b.prepare(built_images[PIN]) is None
+        yield b, built_images[PIN]
+    left = engine_client.containers.list(all=True, filters={"label": "org.zmqlab.role=sidecar"})
+    assert not [c for c in left if c.labels.get(engine.LABEL_RUN, "").startswith("test-fault-runs")]
+
+
+@pytest.mark.parametrize("spec", ["partition:receiver@0.8+1", "pause:receiver@0.8+1", "reset:sender@0.8+1"])
+def test_a_fault_is_applied_mid_run_undone_and_judged(backend, spec):
+    b, target = backend
+    before = host_rules("no-bridge-of-ours")      # the run makes and removes its own bridge: left out
+    cell = Cell(PIN, "pushpull", "tcp", threads=3, msgs=60, topology="containers", fault=parse(spec))
+    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
+    print("\n" + verdict.summary_line())
+    report = verdict.runs[0].report
+    window = report["faults"][0]
+    assert window["undone"] and window["error"] is None, window
+    assert window["start_ns"] < window["end_ns"]
+    assert 0.9e9 <= window["end_ns"] - window["start_ns"] <= 3e9     # ~1 s, plus applying and healing
+    pings = report["pings"]["threads"]
+    assert len(pings) == 3 and all(len(t["sent_ns"]) == 60 for t in pings)
+    sent = [s for t in pings for s in t["sent_ns"] if s is not None]
+    assert min(sent) < window["start_ns"] < max(sent), "the senders were paced to straddle the fault"
+    block = report["fault"]
+    assert block["judged"] in ("expected", "unexpected", "no-promise") and block["explain"]
+    assert {"FAULT_START", "FAULT_END"} <= {e["event"] for e in report["timeline"]["events"]}
+    assert "paused by someone else" not in report["reason"]     # the lab's own pause is the finding
+    assert host_rules("no-bridge-of-ours") == before
