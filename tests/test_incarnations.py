@@ -43,11 +43,12 @@ class Lab:
 
     @staticmethod
     def kill(proc):
-        """kill -9 of the sender's whole process group; the host's time of it (receiver's clock)."""
+        """kill -9 of the sender's whole process group; (when it was sent, when the process was
+        gone), on the host's clock, which is the receiver's."""
         at = time.time_ns()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        return at
+        return at, time.time_ns()
 
     def report(self, timeout=30):
         out = self.receiver.communicate(timeout=timeout)[0].decode()
@@ -76,7 +77,7 @@ def test_a_killed_sender_started_again_delivers_everything_and_recovers(lab):
     run = lab("--incarnations", "2", "--ping-log")
     first = run.sender()
     time.sleep(0.8)                         # 200 pings at 100/s per thread: mid-run
-    killed_at = Lab.kill(first)
+    killed_at, gone_at = Lab.kill(first)
     time.sleep(0.3)
     restarted_at = time.time_ns()
     second = run.sender(incarnation=2)
@@ -107,13 +108,15 @@ def test_a_killed_sender_started_again_delivers_everything_and_recovers(lab):
         if r["incarnation"] == 1:           # send times from the pings that arrived; none past them
             assert all(s is not None for s in p["sent_ns"][:r["completed"]])
             assert all(s is None for s in p["sent_ns"][r["completed"]:])
-            assert p["sent_upper_bound"] == [] and max(p["sent_ns"][:r["completed"]]) < killed_at
+            assert p["sent_upper_bound"] == [] and max(p["sent_ns"][:r["completed"]]) < gone_at
         else:                               # the second incarnation starts after the kill
             assert min(got) > killed_at and min(p["sent_ns"]) > restarted_at
     t0 = report["timeline"]["t0_ns"]
     tl = {(t["id"], t["incarnation"]): t for t in report["timeline"]["threads"]}
     for tid in range(3):
-        assert tl[(tid, 2)]["first_recv_ms"] > (killed_at - t0) / 1e6 > tl[(tid, 1)]["last_recv_ms"]
+        # (pings of the first one still in flight may arrive just after the kill was sent)
+        assert tl[(tid, 2)]["first_recv_ms"] > (restarted_at - t0) / 1e6 > tl[(tid, 1)]["last_recv_ms"]
+        assert tl[(tid, 1)]["first_recv_ms"] < (killed_at - t0) / 1e6
         assert tl[(tid, 2)]["first_recv_seq"] == 1
     assert {e.get("incarnation") for e in report["timeline"]["events"] if e["side"] == "sender"
             and e["thread"] is not None} == {2}     # the killed one's monitor died with it
@@ -151,7 +154,7 @@ def test_no_second_incarnation_still_ends_the_run_as_a_silent_sender(lab):
     run = lab("--incarnations", "2", "--ping-log", "--stall", "1")
     first = run.sender()
     time.sleep(0.6)
-    killed_at = Lab.kill(first)
+    killed_at, _ = Lab.kill(first)
     report = run.report(timeout=1 + PEER_GRACE_S + 10)
     waited = (time.time_ns() - killed_at) / 1e9
     assert report["outcome"] == "deadlock" and report["classified_by"] == "watchdog", report["reason"]
@@ -228,3 +231,17 @@ def test_peers_name_every_incarnation():
     assert [(p["incarnation"], p["account"], p.get("pid")) for p in out] == [(1, "killed", 7), (2, "killed", None),
                                                                             (3, "final", 9)]
     assert [p["account"] for p in incarnations.peers([], {}, 1, 2)] == ["none", "none"]
+
+
+def test_the_senders_own_output_goes_to_the_silent_incarnation_not_the_killed_one():
+    from scenarios import merge
+    doc = {"schema": "zmqlab.sender/1", "account": {"kind": "stalled", "stacks": {"control-0": "frame"}}}
+    report = {"outcome": "deadlock", "reason": "r", "stall": {"stacks": {}},
+              "peers": [{"role": "sender", "incarnation": 1, "account": "killed"},
+                        {"role": "sender", "incarnation": 2, "account": "none"}]}
+    out = merge.attach(report, json.dumps(doc), "")
+    assert "own" not in out["peers"][0] and out["peers"][1]["own"] == doc["account"]
+    assert out["stall"]["stacks"] == {"sender: control-0": "frame"}
+    # a killed incarnation alone is not a silent sender: nothing to attach
+    done = dict(report, peers=[report["peers"][0], dict(report["peers"][1], account="final")])
+    assert merge.attach(done, json.dumps(doc), "") is done
