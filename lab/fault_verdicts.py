@@ -66,6 +66,8 @@ class Window:
     end_ns: Optional[int]          # None: never undone
     undone: bool
     error: Optional[str]
+    effective_ns: Optional[int] = None   # applying returned: surely in effect from here ...
+    lifting_ns: Optional[int] = None     # ... to here, when undoing began
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ class FaultOutcome:
 def windows_of(report: dict) -> tuple:
     return tuple(Window(kind=f["kind"], target=f["target"], start_ns=int(f["start_ns"]),
                         end_ns=None if f.get("end_ns") is None else int(f["end_ns"]),
-                        undone=bool(f.get("undone")), error=f.get("error"))
+                        undone=bool(f.get("undone")), error=f.get("error"),
+                        effective_ns=f.get("effective_ns"), lifting_ns=f.get("lifting_ns"))
                  for f in report.get("faults") or ())
 
 
@@ -247,7 +250,10 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
                 if (recv is not None and w.end_ns is not None and w.start_ns <= sent <= w.end_ns
                         and recv > w.end_ns):
                     late[i] += 1
-                if recv is not None and recv > w.start_ns + grace and (w.end_ns is None or recv < w.end_ns):
+                # surely in effect: from when applying returned to when undoing began (the
+                # injector's effective_ns/lifting_ns; else the window's edges, less the grace)
+                on, off = w.effective_ns or w.start_ns + grace, w.lifting_ns or w.end_ns
+                if recv is not None and recv > on and (off is None or recv < off):
                     during[i] += 1
             if recv is not None:
                 continue

@@ -189,6 +189,10 @@ class FaultWindow:
     detail: str = ""
     error: str | None = None
     label: str = ""                   # the Fault's label, to tell two faults of one kind apart
+    # surely in effect between these (applying had returned, undoing had not begun): what a
+    # "nothing arrived while it lasted" judgement may use; None where not known
+    effective_ns: int | None = None
+    lifting_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -252,6 +252,8 @@ class Verdict:
         not-applied; empty for a cell without a fault."""
         counts: dict[str, int] = {}
         for run in self.runs:
+            if run.outcome == INFRA:        # lost to the infrastructure: not judged, fault included
+                continue
             block = run.report.get("fault")
             if block:
                 counts[block["judged"]] = counts.get(block["judged"], 0) + 1
@@ -259,7 +261,7 @@ class Verdict:
 
     def _fault_note(self) -> str:
         """What the fault did against what libzmq promises for it, with the promise's source."""
-        blocks = [r.report["fault"] for r in self.runs if r.report.get("fault")]
+        blocks = [r.report["fault"] for r in self.runs if r.report.get("fault") and r.outcome != INFRA]
         if not blocks:
             return ""
         tally = ", ".join(f"{k} {v}/{len(blocks)}" for k, v in sorted(self.fault_judgements.items()))

@@ -46,3 +46,7 @@ def test_a_fault_is_applied_mid_run_undone_and_judged(backend, spec):
     assert {"FAULT_START", "FAULT_END"} <= {e["event"] for e in report["timeline"]["events"]}
     assert "paused by someone else" not in report["reason"]     # the lab's own pause is the finding
     assert host_rules("no-bridge-of-ours") == before
+    # a run with a fault has peers of its own: pausing or partitioning a shared one would hit
+    # every other run under way in it
+    assert "-%s-fault-" % {"receiver": "rx", "sender": "tx"}[window["target"]] in window["detail"], window["detail"]
+    assert window["effective_ns"] and window["start_ns"] <= window["effective_ns"] <= window["end_ns"]

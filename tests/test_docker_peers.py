@@ -76,8 +76,9 @@ def pair(b, target, sender=None):
 
 def talk(b, rx, tx, timeout=30):
     port = b._next_port()
-    return b._exec_pair(rx, tx, [PYTHON, "-c", LISTEN, str(port)],
-                        [PYTHON, "-c", DIAL, rx.name, str(port)], timeout)
+    got_rx, got_tx, _ = b._exec_pair(rx, tx, [PYTHON, "-c", LISTEN, str(port)],
+                                     [PYTHON, "-c", DIAL, rx.name, str(port)], timeout)
+    return got_rx, got_tx
 
 
 def host_has_ipv4(ifname: str) -> bool | None:
@@ -202,12 +203,12 @@ def test_a_pair_that_outlives_the_hard_timeout_is_killed_by_token_and_the_contai
     target = built_images[PIN]
     rx, tx = pair(backend, target)
     t0 = time.monotonic()
-    got_rx, got_tx = backend._exec_pair(rx, tx, SLEEP, [PYTHON, "-c", "print('done')"], 2)
+    got_rx, got_tx, _ = backend._exec_pair(rx, tx, SLEEP, [PYTHON, "-c", "print('done')"], 2)
     elapsed = time.monotonic() - t0
     assert got_rx.timed_out and got_rx.returncode is None and got_rx.stdout == "asleep\n", got_rx
     assert not got_tx.timed_out and got_tx.returncode == 0 and got_tx.stdout == "done\n"
     assert 2 <= elapsed < 2 + 1, elapsed
-    got_rx, got_tx = backend._exec_pair(rx, tx, SLEEP, SLEEP, 1.5)      # both run out
+    got_rx, got_tx, _ = backend._exec_pair(rx, tx, SLEEP, SLEEP, 1.5)      # both run out
     assert got_rx.timed_out and got_tx.timed_out, (got_rx, got_tx)
     for c in (rx, tx):                                  # killed inside: no sleeper left
         procs = [" ".join(p[-1:]) for p in c.top(ps_args="-eo pid,args")["Processes"]]
@@ -239,7 +240,7 @@ def test_a_peer_container_killed_from_outside_is_infra_and_the_next_run_gets_a_f
         subprocess.run(["docker", "kill", rx.name], check=True, capture_output=True, timeout=60)
     killer = threading.Thread(target=kill_rx)
     killer.start()
-    got_rx, got_tx = backend._exec_pair(rx, tx, SLEEP, [PYTHON, "-c", "import time; time.sleep(3)"], 20)
+    got_rx, got_tx, _ = backend._exec_pair(rx, tx, SLEEP, [PYTHON, "-c", "import time; time.sleep(3)"], 20)
     killer.join()
     assert got_rx.infra and got_rx.infra.startswith(f"container {rx.name} was killed from outside: exit 137"), got_rx
     assert got_tx.infra is None and got_tx.returncode == 0, got_tx      # its own container was fine

@@ -30,7 +30,7 @@ import shlex
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import docker.errors
@@ -149,6 +149,7 @@ class Applied:
     dev: str = ""
     todo: tuple[Step, ...] = ()
     detail: str = ""
+    effective: list = field(default_factory=list)     # [ns] once applying returned
 
 
 class FaultInjector:
@@ -269,6 +270,7 @@ class FaultInjector:
                 if not (exc.status_code == 409 and self._state(container) == "paused"):
                     self._forget(applied)      # a retried pause that had worked answers 409
                     raise LabError(f"docker pause {container.name}: {engine.reason(exc)}") from None
+            applied.effective.append(time.time_ns())
             return applied
         box = self._sidecar(container, fault.duration_s + LINGER_S)
         try:
@@ -287,6 +289,7 @@ class FaultInjector:
             self._forget(applied)
             self._remove(box)
             raise LabError(f"{fault.label} on {container.name}: {one_line(out).removeprefix('FAILED: ')}")
+        applied.effective.append(time.time_ns())
         return applied
 
     def end(self, applied: Applied) -> FaultWindow:
@@ -294,6 +297,7 @@ class FaultInjector:
         with self._lock:
             if self._active.pop(id(applied), None) is None:
                 raise LabError(f"{applied.fault.label}: not applied, or already ended")
+        lifting_ns = time.time_ns()
         try:
             undone, detail, error, end_ns = self._heal(applied)
         except BaseException as exc:
@@ -303,7 +307,8 @@ class FaultInjector:
             undone, detail, error = False, applied.detail, f"undoing failed: {engine.reason(exc)}"
             end_ns = time.time_ns()
         return FaultWindow(applied.fault.kind, applied.fault.target, applied.start_ns, end_ns,
-                           undone, detail, error, applied.fault.label)
+                           undone, detail, error, applied.fault.label,
+                           applied.effective[0] if applied.effective else None, lifting_ns)
 
     def _heal(self, applied: Applied) -> tuple[bool, str, str | None, int]:
         """(undone, detail, error, when the undoing returned: not counting the sidecar's removal)"""

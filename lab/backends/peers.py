@@ -117,10 +117,12 @@ class FaultTimer(threading.Thread):
                   "end_ns": None, "undone": False, "detail": "", "error": None}
         try:
             window["detail"] = self.kill(fault.target)
+            window["effective_ns"] = time.time_ns()
             if self.ended.wait(fault.duration_s):
                 window["error"] = "not started again: the run ended while the peer was down"
                 return window
             self.incarnations[fault.target] += 1
+            window["lifting_ns"] = time.time_ns()
             window["detail"] += "; " + self.restart(fault.target, self.incarnations[fault.target])
             window["end_ns"], window["undone"] = time.time_ns(), True
         except (LabError, ValueError) + _ENGINE_ERRORS as exc:
@@ -194,8 +196,30 @@ class Peers:
                   timeout: float, on_state: slots.OnState | None = None, fresh: bool = False,
                   faults: Sequence[Fault] = ()) -> PeerResult:
         """run_peers() without the report's provenance."""
+        if faults:
+            return self._run_faulted_pair(receiver, sender, argv, timeout, on_state, faults)
         rx = self._long_lived(receiver, "rx")
         tx = self._long_lived(sender, "tx")
+        return self._pair_in(rx, tx, receiver, sender, argv, timeout, on_state, fresh)
+
+    def _run_faulted_pair(self: DockerBackend, receiver: Target, sender: Target, argv: Sequence[str],
+                          timeout: float, on_state: slots.OnState | None, faults: Sequence[Fault]) -> PeerResult:
+        """A run with faults gets two containers of its own, removed after it: a pause, a
+        partition or a kill of a shared peer would hit every other run under way in it
+        (measured: `--jobs 2` fault cells saw each other's pauses and kills)."""
+        rx = tx = None
+        try:
+            rx = self._start_container(receiver, f"{receiver.name}-rx-fault", role="rx")
+            tx = self._start_container(sender, f"{sender.name}-tx-fault", role="tx")
+            return self._pair_in(rx, tx, receiver, sender, argv, timeout, on_state, True, faults)
+        finally:
+            for container in (rx, tx):
+                if container is not None:
+                    self._remove(container)
+
+    def _pair_in(self: DockerBackend, rx: Any, tx: Any, receiver: Target, sender: Target, argv: Sequence[str],
+                 timeout: float, on_state: slots.OnState | None, fresh: bool,
+                 faults: Sequence[Fault] = ()) -> PeerResult:
         peers = {"receiver": rx, "sender": tx}
         for fault in faults:        # refused before anything runs: no half-made fault run
             if fault.kind != "pause" and fault.kind != "kill":
@@ -213,7 +237,7 @@ class Peers:
             # removed by hand, PID 1 killed, docker pause: once more in a fresh one (its new
             # name goes into the sender's addresses)
             self._discard(refused.container)
-            return self._run_pair(receiver, sender, argv, timeout, on_state, fresh=True, faults=faults)
+            return self._run_pair(receiver, sender, argv, timeout, on_state, fresh=True)
         if any(f.kind == "pause" for f in faults):
             # the lab's own pause is the finding, not someone else's (lab.runner.report_of)
             rx_res, tx_res = (dataclasses.replace(r, paused_s=0.0, pauses=()) for r in (rx_res, tx_res))
