@@ -196,7 +196,9 @@ class Cell:
         if self.fault is not None:
             # every ping's times (the window's verdict), and senders paced to go on sending
             # until FAULT_TAIL_S after the fault ends: a fault after the last ping shows nothing
-            argv += ["--ping-log", "--rate", _num(round(self.msgs / self.fault_span_s, 3))]
+            # and the whole stall window for stragglers once the senders' counts are known (a
+            # heal leaves TCP backed off: a latency-derived drain called late pings lost)
+            argv += ["--ping-log", "--full-drain", "--rate", _num(round(self.msgs / self.fault_span_s, 3))]
             if self.fault.kind == "kill":       # the receiver expects the sender a second time
                 argv += ["--incarnations", "2"]
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]

@@ -242,7 +242,9 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
     outside, join = {}, 0
     for t in threads:
         first = t.first_recv_ns()
-        first_sent_delivered = min((s for _, s, r in _pairs(t) if r is not None and s is not None), default=None)
+        # by seq, not send time: a killed incarnation's lost seqs carry only an upper bound of
+        # their send time (the next delivered ping's), equal to it, never below
+        first_seq_delivered = min((q for q, _, r in _pairs(t) if r is not None), default=None)
         for seq, sent, recv in _pairs(t):
             if sent is None:
                 continue
@@ -260,7 +262,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
             hit = next((i for i, w in enumerate(windows) if _inside(sent, w, grace)), None)
             if hit is not None:
                 inside[hit].setdefault(t.key, []).append(seq)
-            elif first is None or (first_sent_delivered is not None and sent < first_sent_delivered):
+            elif first is None or (first_seq_delivered is not None and seq < first_seq_delivered):
                 join += 1
             else:
                 outside.setdefault(t.key, []).append(seq)

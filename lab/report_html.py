@@ -227,14 +227,17 @@ MARKS = {"CONNECTED": "C", "CONNECT_DELAYED": "c", "CONNECT_RETRIED": "R", "LIST
          "ACCEPTED": "A", "HANDSHAKE_SUCCEEDED": "H", "HANDSHAKE_FAILED_NO_DETAIL": "F",
          "HANDSHAKE_FAILED_PROTOCOL": "F", "HANDSHAKE_FAILED_AUTH": "F", "BIND_FAILED": "!",
          "ACCEPT_FAILED": "!", "CLOSE_FAILED": "!", "DISCONNECTED": "D", "CLOSED": "X",
-         "MONITOR_STOPPED": "M"}
+         "MONITOR_STOPPED": "M",
+         # not libzmq's: a fault the lab applied to this side's peer, and its end (docs/faults.md)
+         "FAULT_START": "[", "FAULT_END": "]"}
 KEY = (("C", "connected"), ("c", "connect delayed"), ("R", "connect retried"), ("L", "listening"),
        ("A", "accepted"), ("H", "handshake succeeded"), ("F", "handshake failed"),
        ("!", "bind/accept/close failed"), ("D", "disconnected"), ("X", "closed"),
-       ("M", "monitor stopped"), ("?", "other"))
+       ("M", "monitor stopped"), ("[", "fault applied (the lab's)"), ("]", "fault undone"), ("?", "other"))
 # A mark's colour class (CSS above): the connection coming up, slow to, failing, going away.
 MARK_CLASS = {"C": "m-up", "L": "m-up", "A": "m-up", "H": "m-up", "c": "m-slow", "R": "m-slow",
-              "F": "m-fail", "!": "m-fail", "D": "m-end", "X": "m-end", "M": "m-end", "?": "m-end"}
+              "F": "m-fail", "!": "m-fail", "D": "m-end", "X": "m-end", "M": "m-end", "?": "m-end",
+              "[": "m-fail", "]": "m-up"}
 # Chart geometry, in the SVG's own units (it scales to the panel's width).
 WIDTH, LEFT, RIGHT, LANE_H, AXIS_H = 880, 84, 14, 22, 34
 LETTER_W = 7.0              # an 11px bold letter's advance, to keep labels from overlapping

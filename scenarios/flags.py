@@ -111,6 +111,9 @@ def _parser():
     p.add_argument("--ping-log", action="store_true",
                    help="report every ping's send and receive time (report 'pings'): what a fault's "
                         "window is judged on (lab/fault_verdicts.py)")
+    p.add_argument("--full-drain", action="store_true",
+                   help="after every sender's final count is known, wait the whole stall window for "
+                        "stragglers rather than the latency-derived drain window (fault runs)")
     p.add_argument("--debug", action="store_true", help="verbose progress on stderr")
     p.add_argument("--quiet", action="store_true", help="nothing on stderr but errors")
     return p
@@ -211,6 +214,8 @@ def params(args):
         params["sockopts"] = sockopts.to_dict()
     if getattr(args, "ping_log", False):
         params["ping_log"] = True
+    if getattr(args, "full_drain", False):
+        params["full_drain"] = True
     for name in ("incarnations", "incarnation"):     # only when not 1: older runs stay as they were
         if getattr(args, name, 1) != 1:
             params[name] = getattr(args, name)

@@ -525,6 +525,12 @@ class Run:
         return [t for t in missing if t not in up]
 
     def drain_window(self):
+        if self.args.full_drain:
+            # a fault's heal leaves the data connection's TCP backed off (retransmissions seconds
+            # apart) while the account came over a fresh connection: the recent latency says
+            # nothing about when the stragglers come (measured: a 3 s partition's pings came
+            # after the short window had called them lost)
+            return self.args.stall
         return min(self.args.stall, max(DRAIN_FLOOR_S, DRAIN_LATENCIES * self.latency_recent / 1e9))
 
     def drain_done(self, now, trigger):

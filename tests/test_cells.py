@@ -341,7 +341,8 @@ def test_a_fault_cell_is_keyed_file_safe_logs_its_pings_and_outlasts_the_fault()
     assert cell.key == "pyzmq-25.1.2/pushpull/tcp/default~partition-rx-1.5-2@containers"
     assert not set(cell.key) & set(":=%")
     argv = cell.scenario_argv(5, 0)
-    assert "--ping-log" in argv and argv[argv.index("--rate") + 1] == "44.444"   # 200 pings over 4.5 s
+    assert "--ping-log" in argv and "--full-drain" in argv
+    assert argv[argv.index("--rate") + 1] == "44.444"   # 200 pings over 4.5 s
     assert Cell.from_dict(cell.to_dict()) == cell
     plain = Cell("pyzmq-25.1.2", "pushpull", "tcp", topology="containers")
     assert "fault" not in plain.to_dict() and "--ping-log" not in plain.scenario_argv(2, 0)

@@ -198,3 +198,11 @@ def test_heartbeats_are_read_from_the_harness_params():
     r = _partition_run(1, sockopts={"heartbeat": [100, 300]})
     assert fv.heartbeat_of(r) is True
     assert fv.heartbeat_of(_partition_run(1)) is False
+
+
+def test_a_lost_seq_before_the_first_delivered_one_is_join_loss_even_with_an_upper_bound_send_time():
+    # a killed incarnation's lost #1 carries #2's send time (an upper bound): by seq it still
+    # came before the thread's first delivery (measured: pubsub kill tx called it 'outside')
+    r = report([thread(0, [100, 100, 200], [None, 101, 201])], [window(start_ms=1000, end_ms=1500)])
+    out = fv.analyse(r)
+    assert (out.lost_join, out.lost_outside) == (1, 0)
