@@ -109,9 +109,9 @@ class Cell:
             if self.topology != "containers":
                 raise LabError(f"a fault ({self.fault.label}) needs topology containers: the lab "
                                f"applies it to a peer's container, not {self.topology}")
-            if self.fault.after_msgs is not None:
-                raise LabError(f"fault {self.fault.label}: faults after K pings are not wired into runs "
-                               f"yet (issue 10); give a time (@1.5)")
+            if self.fault.after_msgs is not None and self.fault.after_msgs >= self.threads * self.msgs:
+                raise LabError(f"fault {self.fault.label}: the run sends {self.threads * self.msgs} pings in "
+                               f"all, so after {self.fault.after_msgs} nothing would be left to show it")
             if self.fault.kind == "kill" and self.fault.target == "receiver":
                 raise LabError(f"fault {self.fault.label}: killing the receiver is not wired into runs yet "
                                f"(its restart would lose the run's counts; issue 10); kill the sender")
@@ -142,10 +142,15 @@ class Cell:
 
     @property
     def fault_span_s(self) -> float:
-        """How long a fault cell's senders send: to FAULT_TAIL_S past the fault's end (0: no fault)."""
+        """How long a fault cell's senders send: to FAULT_TAIL_S past the fault's end (0: no fault).
+        After K pings: paced so that what is left after the K-th (msgs - K/threads per thread)
+        lasts the fault and the tail."""
         if self.fault is None:
             return 0.0
-        return (self.fault.at_s or 0.0) + self.fault.duration_s + FAULT_TAIL_S
+        rest = self.fault.duration_s + FAULT_TAIL_S
+        if self.fault.after_msgs is not None:
+            return self.msgs * rest / (self.msgs - self.fault.after_msgs / self.threads)
+        return (self.fault.at_s or 0.0) + rest
 
     @property
     def label(self) -> str:
@@ -201,6 +206,8 @@ class Cell:
             argv += ["--ping-log", "--full-drain", "--rate", _num(round(self.msgs / self.fault_span_s, 3))]
             if self.fault.kind == "kill":       # the receiver expects the sender a second time
                 argv += ["--incarnations", "2"]
+            if self.fault.after_msgs is not None:   # the receiver says when the K-th ping came
+                argv += ["--mark-after", str(self.fault.after_msgs)]
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]
         return argv + [str(a) for a in extra]
 

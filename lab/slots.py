@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 # needs pyzmq); tests/test_slots.py checks they agree.
 STATE_ENV = "ZMQLAB_RUN_STATE"
 STATE_PREFIX = "zmqlab-run-state: "
-STATES = ("idle", "busy")
+STATES = ("idle", "busy", "mark")    # mark: the receiver's K-th ping (a fault after K pings)
 SPARE_WORKERS = 3          # runs alive per slot: the idle ones wait beside the busy one
 
 OnState = Callable[[str], None]

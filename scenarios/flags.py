@@ -111,6 +111,9 @@ def _parser():
     p.add_argument("--ping-log", action="store_true",
                    help="report every ping's send and receive time (report 'pings'): what a fault's "
                         "window is judged on (lab/fault_verdicts.py)")
+    p.add_argument("--mark-after", type=int, default=0,
+                   help="receiver: tell the lab (a state line on stderr) when the K-th ping arrived "
+                        "(a fault scheduled after K pings)")
     p.add_argument("--full-drain", action="store_true",
                    help="after every sender's final count is known, wait the whole stall window for "
                         "stragglers rather than the latency-derived drain window (fault runs)")
@@ -128,6 +131,8 @@ def parse(argv):
     for name in ("stall", "sleep", "rate"):
         if not math.isfinite(getattr(args, name)):
             raise FlagError("--%s must be a finite number" % name)
+    if args.mark_after < 0 or args.mark_after > args.threads * args.msgs:
+        raise FlagError("--mark-after must be between 0 (none) and threads x msgs")
     if args.stall <= 0 or args.sleep < 0 or args.rate < 0:
         raise FlagError("--stall must be > 0, --sleep and --rate >= 0")
     if args.rate and 1.0 / args.rate >= args.stall:
@@ -216,6 +221,8 @@ def params(args):
         params["ping_log"] = True
     if getattr(args, "full_drain", False):
         params["full_drain"] = True
+    if getattr(args, "mark_after", 0):
+        params["mark_after"] = args.mark_after
     for name in ("incarnations", "incarnation"):     # only when not 1: older runs stay as they were
         if getattr(args, name, 1) != 1:
             params[name] = getattr(args, name)

@@ -191,6 +191,7 @@ class Run:
         self.shutdown_received = False
         self.sleeping = False
         self.idle = False                       # what announce_idle() last said
+        self.pings_in = 0                       # pings taken, for --mark-after
         self.expected = None
         self.data_received = 0
         self.bound = threading.Event()
@@ -552,6 +553,9 @@ class Run:
         if msg[:1] == b"P":
             _, tid, seq, sent = PING.unpack(msg)
             now = time.time_ns()
+            self.pings_in += 1
+            if self.pings_in == self.args.mark_after:
+                self.say_state("mark")      # the lab applies a fault "after K pings" now
             tally = self.tallies[tid]
             if seq == tally.next_expected:
                 tally.next_expected = seq + 1
@@ -662,6 +666,14 @@ class Run:
         body = json.dumps(body).encode()
         self.send_fn()(ctl, sock, self.control_ep, SHUTDOWN + body)
         self.shutdown.state = "done"      # its socket stays open: closing cannot take it back
+
+    def say_state(self, state):
+        """One state line for the lab (lab/slots.py), only when it asked for them."""
+        if os.environ.get(STATE_ENV):
+            try:
+                write_all(2, (STATE_LINE % state).encode())
+            except OSError:
+                pass
 
     def announce_idle(self, quiet):
         """Tell the lab this run's receiver is idle, or busy again (the stall window of a

@@ -351,12 +351,23 @@ def test_a_fault_cell_is_keyed_file_safe_logs_its_pings_and_outlasts_the_fault()
 @pytest.mark.parametrize("spec, topology, words", [
     ("partition:rx@1+2", "threads", "needs topology containers"),
     ("kill:rx@1+1", "containers", "killing the receiver is not wired"),
-    ("pause:rx@after50+1", "containers", "not wired"),
+    ("pause:rx@after10000+1", "containers", "sends 10000 pings in all"),
 ])
 def test_faults_that_cannot_run_are_refused_with_the_reason(spec, topology, words):
     from lab.faults import parse
     with pytest.raises(LabError, match=words):
         Cell("pyzmq-25.1.2", "pushpull", "tcp", topology=topology, fault=parse(spec))
+
+
+def test_a_fault_after_k_pings_asks_the_receiver_for_a_mark_and_paces_the_rest_to_outlast_it():
+    from lab.faults import parse
+    cell = Cell("pyzmq-25.1.2", "pushpull", "tcp", threads=5, msgs=200, topology="containers",
+                fault=parse("partition:rx@after300+2"))
+    argv = cell.scenario_argv(5, 0)
+    assert argv[argv.index("--mark-after") + 1] == "300"
+    rate = float(argv[argv.index("--rate") + 1])
+    left = 200 - 300 / 5                     # pings per thread after the 300th in all
+    assert abs(left / rate - (2 + 1.0)) < 0.01    # they last the fault and the 1 s tail
 
 
 def test_expand_puts_each_fault_on_the_containers_cells_only():

@@ -50,3 +50,16 @@ def test_a_fault_is_applied_mid_run_undone_and_judged(backend, spec):
     # every other run under way in it
     assert "-%s-fault-" % {"receiver": "rx", "sender": "tx"}[window["target"]] in window["detail"], window["detail"]
     assert window["effective_ns"] and window["start_ns"] <= window["effective_ns"] <= window["end_ns"]
+
+
+def test_a_fault_after_k_pings_starts_once_the_receiver_has_them(backend):
+    b, target = backend
+    cell = Cell(PIN, "pushpull", "tcp", threads=3, msgs=60, topology="containers", fault=parse("partition:rx@after60+1"))
+    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
+    print("\n" + verdict.summary_line())
+    report = verdict.runs[0].report
+    window = report["faults"][0]
+    assert window["error"] is None and window["undone"], window
+    received = sorted(r for t in report["pings"]["threads"] for r in t["recv_ns"] if r is not None)
+    assert len(received) >= 60 and received[59] <= window["start_ns"], "applied before the 60th ping came"
+    assert received[59] >= window["start_ns"] - 2 * 10**9, "applied long after the 60th ping"

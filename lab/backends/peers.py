@@ -104,9 +104,10 @@ class FaultTimer(threading.Thread):
 
     def __init__(self, injector: FaultInjector, faults: Sequence[Fault], peers: dict[str, Any],
                  t0: float, ended: threading.Event, kill: Callable[[str], str] | None = None,
-                 restart: Callable[[str, int], str] | None = None):
+                 restart: Callable[[str, int], str] | None = None, marked: threading.Event | None = None):
         super().__init__(name="zmqlab-faults", daemon=True)
         self.injector, self.faults, self.peers, self.t0, self.ended = injector, faults, peers, t0, ended
+        self.marked = marked or threading.Event()   # the receiver's K-th ping (--mark-after)
         self.kill, self.restart = kill, restart
         self.windows: list[dict] = []
         self.incarnations = {"receiver": 1, "sender": 1}
@@ -129,9 +130,18 @@ class FaultTimer(threading.Thread):
             window["error"] = f"kill and restart failed: {engine.reason(exc)}"
         return window
 
+    def _turn_missed(self, fault: Fault) -> bool:
+        """Wait for the fault's time (or the receiver's K-th ping); True when the run ended first."""
+        if fault.after_msgs is None:
+            return self.ended.wait(max(0.0, self.t0 + (fault.at_s or 0.0) - time.monotonic()))
+        while not self.marked.wait(0.02):
+            if self.ended.is_set():
+                return True
+        return False
+
     def run(self) -> None:
         for fault in sorted(self.faults, key=lambda f: f.at_s or 0.0):
-            if self.ended.wait(max(0.0, self.t0 + (fault.at_s or 0.0) - time.monotonic())):
+            if self._turn_missed(fault):
                 self.windows.append({"kind": fault.kind, "target": fault.target, "label": fault.label,
                                      "start_ns": None, "end_ns": None, "undone": True, "detail": "",
                                      "error": "the run ended before the fault's time"})
@@ -267,10 +277,18 @@ class Peers:
         results: list[Any] = [None, None]
         current = list(execs)               # the exec each role runs now (a restart replaces it)
 
+        marked = threading.Event()
+
+        def rx_state(state: str) -> None:       # the receiver's state lines: slots, and marks
+            if state == "mark":
+                marked.set()
+            elif on_state is not None:
+                on_state(state)
+
         def wait(i: int, container: Any, exec_id: str, token: str, bound: float) -> None:
             try:
                 results[i] = self._await_exec(container, exec_id, token, bound,
-                                              on_state if i == 0 else None)
+                                              rx_state if i == 0 else None)
             except BaseException as exc:        # re-raised in the caller's thread below
                 results[i] = exc
 
@@ -297,7 +315,7 @@ class Peers:
 
         ended = threading.Event()
         timer = FaultTimer(self._faults(), faults, peers or {}, time.monotonic(), ended,
-                           kill=kill, restart=restart) if faults else None
+                           kill=kill, restart=restart, marked=marked) if faults else None
         for t in threads:
             t.start()
         if timer is not None:
