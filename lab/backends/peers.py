@@ -97,6 +97,12 @@ def peer_commands(argv: Sequence[str], receiver_host: str, port: int) -> tuple[l
              "--report", f"tcp://{receiver_host}:{port + 1}"])
 
 
+def _not_applied(fault: Fault, why: str) -> dict:
+    """The window of a fault that never took effect (lab/fault_verdicts.judged: not-applied)."""
+    return {"kind": fault.kind, "target": fault.target, "label": fault.label, "start_ns": None,
+            "end_ns": None, "undone": True, "detail": "", "error": why}
+
+
 class FaultTimer(threading.Thread):
     """One run's faults: each applied at `at_s` after `t0` (monotonic), undone `duration_s`
     later, or at once when the run ends first (`ended`); one that never got its turn is
@@ -142,9 +148,7 @@ class FaultTimer(threading.Thread):
     def run(self) -> None:
         for fault in sorted(self.faults, key=lambda f: f.at_s or 0.0):
             if self._turn_missed(fault):
-                self.windows.append({"kind": fault.kind, "target": fault.target, "label": fault.label,
-                                     "start_ns": None, "end_ns": None, "undone": True, "detail": "",
-                                     "error": "the run ended before the fault's time"})
+                self.windows.append(_not_applied(fault, "the run ended before the fault's time"))
                 continue
             if fault.kind == "kill":
                 self.windows.append(self._kill(fault))
@@ -152,9 +156,7 @@ class FaultTimer(threading.Thread):
             try:
                 applied = self.injector.start(fault, self.peers[fault.target])
             except (LabError, ValueError) + _ENGINE_ERRORS as exc:
-                self.windows.append({"kind": fault.kind, "target": fault.target, "label": fault.label,
-                                     "start_ns": None, "end_ns": None, "undone": True, "detail": "",
-                                     "error": f"could not apply it: {engine.reason(exc)}"})
+                self.windows.append(_not_applied(fault, f"could not apply it: {engine.reason(exc)}"))
                 continue
             self.ended.wait(fault.duration_s)
             self.windows.append(self.injector.end(applied).to_dict())
