@@ -138,10 +138,28 @@ def save_verdict(run_dir: str | Path, verdict: Verdict, sized: bool = False) -> 
     return write_json_atomic(Path(run_dir) / CELLS_DIR / name, verdict.to_dict(), "verdict")
 
 
-def save_matrix(run_dir: str | Path, matrix: Matrix, check: bool = True) -> Path:
-    """`check` False for a sweep's interim matrix.json: its verdicts were each validated as
-    they were saved; the final one is checked whole."""
-    return write_json_atomic(Path(run_dir) / MATRIX_FILE, matrix.to_dict(), "matrix", check=check)
+def save_matrix(run_dir: str | Path, matrix: Matrix, check: bool = True, verdicts_checked: bool = False) -> Path:
+    """`check` False for a sweep's interim matrix.json. `verdicts_checked`: each verdict was
+    validated as it was saved (cells/*.json), so only the envelope is checked here (a full
+    sweep's whole document took 6 s to check again). The matrix is remembered for the
+    load_matrix() that usually follows (printing the table), which skips re-reading 150 MB."""
+    data = matrix.to_dict()
+    if check and verdicts_checked:
+        validate("matrix", dict(data, verdicts=[]), source=Path(run_dir) / MATRIX_FILE)
+    path = write_json_atomic(Path(run_dir) / MATRIX_FILE, data, "matrix", check=check and not verdicts_checked)
+    _just_saved.clear()
+    _just_saved[_stamp(path)] = matrix
+    return path
+
+
+# The matrix save_matrix() last wrote, by its file's identity and state: load_matrix() of the
+# very same bytes returns it (a frozen object) instead of parsing and checking them again.
+_just_saved: dict = {}
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -202,6 +220,12 @@ def load_matrix(path_or_dir: str | Path) -> Matrix:
         path = path / MATRIX_FILE
     elif not path.exists() and path.suffix != ".json":
         raise LabError(f"no results directory {path}")
+    try:
+        saved = _just_saved.get(_stamp(path))
+    except OSError:
+        saved = None
+    if saved is not None:
+        return saved
     data = read_json(path, "matrix")
     try:
         return Matrix.from_dict(data)

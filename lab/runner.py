@@ -336,7 +336,7 @@ class RunFiles:
         built = matrix_mod.build(self.run_dir.name, self.backend_name, self.verdicts,
                                  params=dict(self.params, complete=len(self.verdicts) == len(self.cells)),
                                  targets=self.targets, created=results.now_iso() if final else self.created)
-        results.save_matrix(self.run_dir, built, check=final)
+        results.save_matrix(self.run_dir, built, check=final, verdicts_checked=True)
         if final:
             results.write_text_atomic(self.run_dir / "matrix.md", render.markdown(built))
         self.last_write = time.monotonic()

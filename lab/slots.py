@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 STATE_ENV = "ZMQLAB_RUN_STATE"
 STATE_PREFIX = "zmqlab-run-state: "
 STATES = ("idle", "busy", "mark")    # mark: the receiver's K-th ping (a fault after K pings)
-SPARE_WORKERS = 3          # runs alive per slot: the idle ones wait beside the busy one
+SPARE_WORKERS = 4          # runs alive per slot: the idle ones wait beside the busy one
 
 OnState = Callable[[str], None]
 

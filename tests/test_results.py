@@ -177,3 +177,24 @@ def test_nan_and_infinity_are_corrupt_not_numbers(tmp_path, constant):
     (run / "matrix.json").write_text(re.sub(r'"rate": ?[0-9.]+', '"rate": ' + constant, text, count=1))
     with pytest.raises(LabError, match=f"not valid JSON: {constant} is not a JSON number"):
         results.load_matrix(run)
+
+
+def test_a_saved_matrix_is_loaded_back_without_rereading_until_the_file_changes(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    m = make_matrix({("pyzmq-25.1.2", "pubsub", "tcp", "default"): ["lost", "ok"]})
+    results.save_matrix(run, m, verdicts_checked=True)
+    assert results.load_matrix(run) is m
+    (run / "matrix.json").write_text((run / "matrix.json").read_text() + " ")
+    again = results.load_matrix(run)            # changed on disk: read and checked again
+    assert again is not m and again.to_dict() == m.to_dict()
+
+
+def test_the_envelope_is_still_checked_when_the_verdicts_were(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    m = make_matrix({("pyzmq-25.1.2", "pubsub", "tcp", "default"): ["ok"]})
+    import dataclasses
+    bad = dataclasses.replace(m, created=5)
+    with pytest.raises(LabError, match="does not match matrix.schema.json"):
+        results.save_matrix(run, bad, verdicts_checked=True)
