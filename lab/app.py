@@ -121,6 +121,12 @@ class _Resumed:
         return self.recorded.get("jobs", 1)
 
 
+# The patterns of the full matrix the 26 min 52 s reference timed (issue 9): later patterns
+# (reqrep) would make the same figure time more cells.
+REFERENCE_PATTERNS = ("pair", "pubsub", "pushpull", "clientserver", "routerdealer", "scattergather",
+                      "radiodish", "peer", "channel")
+
+
 def _table(run_dir: Path) -> Outcome:
     say("Wrote %s and %s" % (run_dir / "matrix.json", run_dir / "matrix.md"))
     return Outcome(render.table(results.load_matrix(run_dir)).rstrip("\n"))
@@ -367,7 +373,7 @@ def bench(backend: str, time_matrix: bool, cold: bool, grid: bool = False, full_
     if full_matrix:
         timed.append(("the full matrix: --targets all --variants all --repeat 5, 20x200, --jobs 2", "<= 12 min",
                       lambda out: sweep.sweep_run(SweepRequest.from_cli(
-                          "all", "all", "all", "all", "both", "none,xpub", 20, 200, 5, 2.0, 0.0, backend, out,
-                          jobs=2))))
+                          "all", ",".join(REFERENCE_PATTERNS), "all", "all", "both", "none,xpub", 20, 200, 5, 2.0,
+                          0.0, backend, out, jobs=2))))
     bench_mod.main(backend, timed=timed, cold=cold)
     return Outcome()
