@@ -21,7 +21,8 @@ Nothing of this host's file system is in the engine's view (it may be remote: DO
 (sandbox(payload=...)), never as a bind mount.
 The one exception is the network of the `containers` topology's peers (lab/backends/peers.py):
 they join their run's own internal network (no route out, nothing published), and only that
-differs.
+differs. The other is the fault injector's sidecar (sidecar_sandbox()): NET_ADMIN only, inside a
+peer's network namespace, for the length of one fault.
 """
 from __future__ import annotations
 
@@ -340,6 +341,17 @@ def run_provenance(image: Any, engine_id: Mapping[str, Any], scenarios: str) -> 
 
 
 # ---------------------------------------------------------------- the sandbox
+
+def sidecar_sandbox(peer_id: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The fault injector's sidecar (lab/backends/faults.py, docs/faults.md): the one lab
+    container with a capability, NET_ADMIN and nothing else, in a peer's network namespace
+    (its rules live and die there; the host's are never touched). Root inside, because iptables
+    and tc need it; otherwise as tight as a cell: read-only root, no new privileges, small limits."""
+    return dict(network_mode=f"container:{peer_id}", user="0:0",
+                cap_drop=["ALL"], cap_add=["NET_ADMIN"], security_opt=["no-new-privileges"],
+                read_only=True, tmpfs={"/run": "rw,nosuid,nodev,size=1m"}, pids_limit=32,
+                mem_limit="64m", memswap_limit="64m", labels=dict(labels))
+
 
 def sandbox(*, mem_limit: str = MEM_LIMIT, pids_limit: int = PIDS_LIMIT, tmpfs_size: str = TMPFS_SIZE,
             payload: str | None = None, labels: Mapping[str, str] | None = None,

@@ -171,12 +171,8 @@ class FaultInjector:
             self._image = sidecar.ensure_image(self.client, self.progress)
         name = re.sub(r"[^a-zA-Z0-9_.-]", "-", f"zmqlab-{self.run_id}-fault-{uuid.uuid4().hex[:8]}")
         box = engine.transient_retry(self.client.containers.create)(
-            self._image, ["sleep", str(int(lifetime_s) + 1)], name=name, detach=True,
-            network_mode=f"container:{peer.id}", user="0:0",
-            cap_drop=["ALL"], cap_add=["NET_ADMIN"], security_opt=["no-new-privileges"],
-            read_only=True, tmpfs={"/run": "rw,nosuid,nodev,size=1m"}, pids_limit=32,
-            mem_limit="64m", memswap_limit="64m", auto_remove=True,
-            labels={**self.labels, ROLE_LABEL: "sidecar", PEER_LABEL: peer.name})
+            self._image, ["sleep", str(int(lifetime_s) + 1)], name=name, detach=True, auto_remove=True,
+            **engine.sidecar_sandbox(peer.id, {**self.labels, ROLE_LABEL: "sidecar", PEER_LABEL: peer.name}))
         try:
             engine.transient_retry(box.start)()
         except BaseException:
