@@ -203,10 +203,8 @@ def _one_run(backend: Backend, target: Target, sender: Target, cell: Cell, argv:
     if run_peers is None:
         raise CannotPair("the %s backend cannot run a receiver and a sender container" % backend.name)
     try:
-        if cell.fault is not None:
-            peers = run_peers(target, sender, argv, timeout, on_state=on_state, faults=(cell.fault,))
-        else:
-            peers = run_peers(target, sender, argv, timeout, on_state=on_state)
+        peers = run_peers(target, sender, argv, timeout, on_state=on_state,
+                          faults=(cell.fault,) if cell.fault else ())
     except FaultUnsupported as exc:
         return lab_report(cell, target, settings, "unsupported", "fault %s: %s" % (cell.fault.label, exc.reason),
                           ProcessResult("", "", None, False, 0.0))

@@ -679,12 +679,9 @@ class Run:
         """Tell the lab this run's receiver is idle, or busy again (the stall window of a
         deadlock, a deliberate --sleep, a drain): it may start another run meanwhile."""
         idle = quiet > IDLE_AFTER_S
-        if self.role != "sender" and idle != self.idle and os.environ.get(STATE_ENV):
+        if self.role != "sender" and idle != self.idle:
             self.idle = idle
-            try:
-                write_all(2, (STATE_LINE % ("idle" if idle else "busy")).encode())
-            except OSError:
-                pass
+            self.say_state("idle" if idle else "busy")
 
     def watchdog(self):
         stall = self.args.stall

@@ -60,7 +60,7 @@ class Fake:
         self._enter()
         return out(make_report("ok", _cell_of(target.name, argv)))
 
-    def run_peers(self, receiver, sender, argv, timeout, on_state=None):
+    def run_peers(self, receiver, sender, argv, timeout, on_state=None, faults=()):
         self.calls.append(("peers", receiver.name, sender.name, list(argv), timeout))
         self._enter()
         if self.answer:
@@ -69,7 +69,7 @@ class Fake:
         return PeerResult(out(make_report("ok", cell, topology="containers")),
                           ProcessResult('{"schema": "zmqlab.sender/1"}\n', "", 0, False, 0.2), "zmqlab-net")
 
-    def _refuse(self, receiver, sender, argv, timeout, on_state=None):
+    def _refuse(self, receiver, sender, argv, timeout, on_state=None, faults=()):
         raise LabError("the containers topology needs a Docker engine; local processes can run --topology processes")
 
     def release(self, target):

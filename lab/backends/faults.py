@@ -248,15 +248,21 @@ class FaultInjector:
 
     # ------------------------------------------------------------ start / end
 
+    def check(self, fault: Fault, container: Any) -> None:
+        """Raise FaultUnsupported when the probe found a feature `fault` needs missing in
+        `container`'s kernel (the engine's); probes only for kinds that need a feature."""
+        missing = [f"{f}: {why}" for f in REQUIRES[fault.kind] if (why := self.probe(container).get(f))]
+        if missing:
+            raise FaultUnsupported(f"{fault.kind} needs {', '.join(REQUIRES[fault.kind])} in the engine's kernel; "
+                                   + "; ".join(missing))
+
     def start(self, fault: Fault, container: Any) -> Applied:
         """Apply `fault` to the peer `container`; its window starts just before. Raises
         ValueError for kill (the integrator's), FaultUnsupported when the probe says the
         kernel cannot, LabError when applying failed (nothing is left applied then)."""
         if fault.kind == "kill":
             raise ValueError("kill is not the injector's: the run kills and restarts the peer's process")
-        missing = [f"{f}: {why}" for f in REQUIRES[fault.kind] if (why := self.probe(container).get(f))]
-        if missing:
-            raise FaultUnsupported(f"{fault.kind} needs {', '.join(REQUIRES[fault.kind])}; " + "; ".join(missing))
+        self.check(fault, container)
         if fault.kind == "pause":
             applied = Applied(fault, container, time.time_ns(), detail=f"docker pause {container.name}")
             self._register(applied)

@@ -303,7 +303,7 @@ class LocalBackend:
                              timed_out=timed_out, wall_s=time.monotonic() - started)
 
     def run_peers(self, receiver: Target, sender: Target, argv: Sequence[str], timeout: float,
-                  on_state: slots.OnState | None = None) -> PeerResult:
+                  on_state: slots.OnState | None = None, faults: Sequence[object] = ()) -> PeerResult:
         raise LabError("the containers topology needs a Docker engine; local processes can run --topology processes")
 
     def release(self, target: Target) -> None:

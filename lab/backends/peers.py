@@ -45,7 +45,7 @@ from lab import engine, slots
 from lab.backends.base import PeerResult, ProcessResult
 from lab.engine import PYTHON
 from lab.errors import LabError
-from lab.faults import REQUIRES, Fault, FaultUnsupported
+from lab.faults import SHORT, Fault
 from lab.targets import Target
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from lab.backends.docker import DockerBackend
 
 ROLES = ("rx", "tx")
-_ROLE_OF = {"receiver": "rx", "sender": "tx"}
 KILL_GRACE_S = 5.0         # how long a killed peer's exec may take to report its end
 PORT_BASE = 20000          # the receiver binds P and P+1; below the kernel's ephemeral range ...
 PORT_SLOTS = 20000         # ... and below 60000 after wrapping: P + 1 <= 59999
@@ -120,8 +119,7 @@ class FaultTimer(threading.Thread):
 
     def _kill(self, fault: Fault) -> dict:
         """kill -9 the peer's process, then (unless the run ended meanwhile) start it again."""
-        window = {"kind": "kill", "target": fault.target, "label": fault.label, "start_ns": time.time_ns(),
-                  "end_ns": None, "undone": False, "detail": "", "error": None}
+        window = dict(_not_applied(fault, None), start_ns=time.time_ns(), undone=False)
         try:
             window["detail"] = self.kill(fault.target)
             window["effective_ns"] = time.time_ns()
@@ -234,12 +232,7 @@ class Peers:
                  faults: Sequence[Fault] = ()) -> PeerResult:
         peers = {"receiver": rx, "sender": tx}
         for fault in faults:        # refused before anything runs: no half-made fault run
-            if fault.kind != "pause" and fault.kind != "kill":
-                missing = [f"{f}: {why}" for f in REQUIRES[fault.kind]
-                           if (why := self._faults().probe(peers[fault.target]).get(f))]
-                if missing:
-                    raise FaultUnsupported(f"{fault.kind} needs {', '.join(REQUIRES[fault.kind])} "
-                                           f"in the engine's kernel; " + "; ".join(missing))
+            self._faults().check(fault, peers[fault.target])
         rx_cmd, tx_cmd = peer_commands(argv, rx.name, self._next_port())
         try:
             rx_res, tx_res, windows = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout, on_state, faults, peers)
@@ -298,12 +291,12 @@ class Peers:
                    for i, (role, e) in enumerate(zip(ROLES, execs))]
 
         def kill(role: str) -> str:
-            container, _, token = current[ROLES.index(_ROLE_OF[role])]
+            container, _, token = current[ROLES.index(SHORT[role])]
             killed = self._kill_cell(container, token)
             return f"SIGKILL to the {role}'s processes in {container.name} ({killed} killed)"
 
         def restart(role: str, incarnation: int) -> str:
-            i = ROLES.index(_ROLE_OF[role])
+            i = ROLES.index(SHORT[role])
             container = current[i][0]
             threads[i].join(KILL_GRACE_S)       # the killed one's exec has ended (its result kept)
             cmd = [*(tx_cmd if i else rx_cmd), "--incarnation", str(incarnation)]
