@@ -124,10 +124,14 @@ def test_the_sender_process_outlives_the_receivers_verdict(local):
     ready = json.loads(receiver.stdout.readline())["ready"]
     sender = subprocess.Popen(base + ["--role", "sender", "--connect", ready["bind"], "--report", ready["report"]],
                               cwd=REPO, stdout=subprocess.PIPE)
-    report = json.loads(receiver.stdout.read().decode().splitlines()[-1])
+    # Asked as soon as the verdict line is out: once the receiver has gone on to close its
+    # sockets, the sender rightly ends (its report-channel connection closes), and asking only
+    # after receiver.wait() raced that (seen failing ~1 run in 8).
+    report = json.loads(receiver.stdout.readline())
+    alive = sender.poll() is None
     receiver.wait()
     assert report["outcome"] == "lost" and report["drain"]["trigger"] == "quiet"
-    assert sender.poll() is None, "the sender had already ended when the receiver gave its verdict"
+    assert alive, "the sender had already ended when the receiver gave its verdict"
     t0 = time.monotonic()
     own = json.loads(sender.communicate(timeout=10)[0].decode().splitlines()[-1])
     assert time.monotonic() - t0 < 5 and own["delivered"] is True
