@@ -81,6 +81,10 @@ def _parser():
                    help="ZMQ_RECONNECT_IVL on the connecting sockets (-1: never reconnect; ipc, tcp)")
     p.add_argument("--hwm", type=int, default=None, metavar="N",
                    help="ZMQ_SNDHWM and ZMQ_RCVHWM on every pattern socket (0: no limit)")
+    p.add_argument("--sndbuf", type=int, default=None, metavar="BYTES",
+                   help="ZMQ_SNDBUF (SO_SNDBUF) on every pattern socket (tcp)")
+    p.add_argument("--rcvbuf", type=int, default=None, metavar="BYTES",
+                   help="ZMQ_RCVBUF (SO_RCVBUF) on every pattern socket (tcp)")
     p.add_argument("--xpub-nodrop", action="store_true",
                    help="pubsub --sync xpub: ZMQ_XPUB_NODROP=1 on the senders' XPUBs (a send at the HWM "
                         "fails with EAGAIN: refused under --nowait, else it blocks)")

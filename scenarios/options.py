@@ -26,6 +26,20 @@ v4.3.4, doc/zmq_setsockopt.adoc since; the lab's pins span 4.1.6 to 4.3.5):
       socket: the queue a paused or partitioned peer fills is the sender's pipe *and* the
       receiver's (inproc pipes even sum both sides' marks), so the bound a fault tests is the
       pair; two knobs would double the cells without a question the lab asks of them.
+  --sndbuf N, --rcvbuf N   ZMQ_SNDBUF / ZMQ_RCVBUF: "the underlying kernel transmit [receive]
+      buffer size for the 'socket' to the specified size in bytes" (SO_SNDBUF/SO_RCVBUF; Linux
+      doubles the value and clamps it to its minimum and to net.core.wmem_max/rmem_max). On
+      every pattern socket, like --hwm: a paused peer's backlog sits in the sender's send buffer
+      and the receiver's receive buffer before any HWM is reached (~17-byte pings: the default
+      buffers hold thousands per connection, so a PUB never reaches its mark), and each side
+      owns one of them. tcp only: libzmq sets them on the socket it opens for a connect or a
+      listen (v4.3.5 src/tcp.cpp tcp_open_socket, "Set the socket buffer limits for the
+      underlying socket."; v4.1.6 the same in tcp_listener.cpp/tcp_connecter.cpp) and never on
+      an accepted one, which inherits the listener's (Linux copies the buffer sizes to the
+      accepted socket); ipc and inproc ignore them. 1 byte or more: 0 means "leave the OS
+      default" on libzmq < 4.2 but "set 0" (the kernel's minimum) from 4.2.0 on, whose default
+      became -1 (doc/zmq_setsockopt.txt, src/options.cpp), so it would ask different pins
+      different things.
   --xpub-nodrop    ZMQ_XPUB_NODROP=1 on the sender's XPUB (pubsub --sync xpub): "return error
       EAGAIN if SENDHWM is reached" instead of dropping silently (since libzmq 4.1.0). With
       --nowait such a send is refused and counted apart, never as lost; without it the send
@@ -33,7 +47,9 @@ v4.3.4, doc/zmq_setsockopt.adoc since; the lab's pins span 4.1.6 to 4.3.5):
 
 A cell's label names its options after its other ones, in this order (no ':' in a label: it is
 part of results file names, cells/<key>.json, and CI artifact uploads and NTFS refuse ':'):
-    +hb100  +hb100-300  +hb100-300-1000  +immediate  +rivl50  +hwm10  +nodrop
+    +hb100  +hb100-300  +hb100-300-1000  +immediate  +rivl50  +hwm10  +buf4k  +nodrop
+Buffers in bytes, in whole KiB as Nk ('buf4k' = 4096, 'buf1500' = 1500): `bufN` sets both,
+`sndbufN`/`rcvbufN` one; a label says `buf` when the two are equal.
 """
 from __future__ import annotations
 
@@ -45,7 +61,10 @@ TTL_MIN_MS, TTL_MAX_MS = 100, 6553599       # zmq_setsockopt(3), ZMQ_HEARTBEAT_T
 HEARTBEAT_SINCE = (4, 2, 0)
 NODROP_SINCE = (4, 1, 0)
 CONNECTION_TRANSPORTS = ("ipc", "tcp")
-_TOKEN = re.compile(r"^(?:hb(\d+)(?:-(\d+)(?:-(\d+))?)?|immediate|rivl(-1|\d+)|hwm(\d+)|nodrop)$")
+_TOKEN = re.compile(r"^(?:hb(\d+)(?:-(\d+)(?:-(\d+))?)?|immediate|rivl(-1|\d+)|hwm(\d+)|nodrop"
+                    r"|(snd|rcv)?buf(\d+)(k?))$")
+BUFFER_TRANSPORTS = ("tcp",)                # libzmq sets SO_SNDBUF/SO_RCVBUF on tcp sockets only
+KNOWN = "hbIVL[-TIMEOUT[-TTL]], immediate, rivlMS, hwmN, bufN[k], sndbufN[k], rcvbufN[k], nodrop"
 
 
 class OptionError(ValueError):
@@ -60,6 +79,8 @@ class SockOpts:
     reconnect_ivl: int | None = None      # ms; -1: never reconnect
     hwm: int | None = None                # messages, SNDHWM and RCVHWM; 0: no limit
     xpub_nodrop: bool = False
+    sndbuf: int | None = None             # bytes, ZMQ_SNDBUF; None: the OS default
+    rcvbuf: int | None = None             # bytes, ZMQ_RCVBUF
 
     def __post_init__(self):
         problem = self._bad_values()
@@ -81,6 +102,11 @@ class SockOpts:
             return "--reconnect-ivl must be -1 (never reconnect) or 0 ms or more"
         if self.hwm is not None and not (_is_int(self.hwm) and 0 <= self.hwm <= INT_MAX):
             return "--hwm must be 0 (no limit) or more messages"
+        for name in ("sndbuf", "rcvbuf"):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and 1 <= value <= INT_MAX):
+                return ("--%s must be 1..%d bytes (0 means the OS default on libzmq < 4.2, the kernel's "
+                        "minimum since)" % (name, INT_MAX))
         return None
 
     def __bool__(self) -> bool:
@@ -102,13 +128,19 @@ class SockOpts:
             out.append("rivl%d" % self.reconnect_ivl)
         if self.hwm is not None:
             out.append("hwm%d" % self.hwm)
+        if self.sndbuf is not None and self.sndbuf == self.rcvbuf:
+            out.append("buf" + _bytes(self.sndbuf))
+        else:
+            out += [name + _bytes(v) for name, v in (("sndbuf", self.sndbuf), ("rcvbuf", self.rcvbuf))
+                    if v is not None]
         if self.xpub_nodrop:
             out.append("nodrop")
         return out
 
     @classmethod
     def from_label(cls, text: str) -> "SockOpts":
-        """'hb100-300+immediate' (a label's suffix, '+' optional in front), or 'none' / ''."""
+        """'hb100-300+immediate' (a label's suffix, '+' optional in front), or 'none' / ''.
+        `bufN` is `sndbufN+rcvbufN`; naming either buffer twice is an error."""
         text = text.strip()
         if text in ("", "none"):
             return cls()
@@ -116,10 +148,16 @@ class SockOpts:
         for token in text.lstrip("+").split("+"):
             m = _TOKEN.match(token.strip())
             if not m:
-                raise OptionError("unknown socket option %r (known: hbIVL[-TIMEOUT[-TTL]], immediate, "
-                                  "rivlMS, hwmN, nodrop)" % token)
+                raise OptionError("unknown socket option %r (known: %s)" % (token, KNOWN))
             hb, rivl, hwm = m.group(1, 2, 3), m.group(4), m.group(5)
             name = token.strip()
+            if m.group(7) is not None:
+                size = int(m.group(7)) * (1024 if m.group(8) else 1)
+                for key in {"snd": ("sndbuf",), "rcv": ("rcvbuf",), None: ("sndbuf", "rcvbuf")}[m.group(6)]:
+                    if key in fields:
+                        raise OptionError("socket option %s given twice in %r" % (key, text))
+                    fields[key] = size
+                continue
             key = "heartbeat" if hb[0] else "reconnect_ivl" if rivl else "hwm" if hwm else \
                 "immediate" if name == "immediate" else "xpub_nodrop"
             if key in fields:
@@ -139,6 +177,10 @@ class SockOpts:
             out += ["--reconnect-ivl", str(self.reconnect_ivl)]
         if self.hwm is not None:
             out += ["--hwm", str(self.hwm)]
+        if self.sndbuf is not None:
+            out += ["--sndbuf", str(self.sndbuf)]
+        if self.rcvbuf is not None:
+            out += ["--rcvbuf", str(self.rcvbuf)]
         if self.xpub_nodrop:
             out.append("--xpub-nodrop")
         return out
@@ -154,6 +196,9 @@ class SockOpts:
             out["reconnect_ivl"] = self.reconnect_ivl
         if self.hwm is not None:
             out["hwm"] = self.hwm
+        for name in ("sndbuf", "rcvbuf"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.xpub_nodrop:
             out["xpub_nodrop"] = True
         return out
@@ -161,7 +206,7 @@ class SockOpts:
     @classmethod
     def from_dict(cls, data: dict | None) -> "SockOpts":
         data = dict(data or {})
-        unknown = set(data) - {"heartbeat", "immediate", "reconnect_ivl", "hwm", "xpub_nodrop"}
+        unknown = set(data) - {"heartbeat", "immediate", "reconnect_ivl", "hwm", "xpub_nodrop", "sndbuf", "rcvbuf"}
         if unknown:
             raise OptionError("unknown socket options %s" % ", ".join(sorted(unknown)))
         if "heartbeat" in data:
@@ -177,6 +222,11 @@ class SockOpts:
             if needs:
                 return ("%s: for connection-oriented transports only (ipc, tcp), not %s"
                         % ("/".join(needs), transport))
+        if transport not in BUFFER_TRANSPORTS:
+            needs = [f for f, v in (("--sndbuf", self.sndbuf), ("--rcvbuf", self.rcvbuf)) if v is not None]
+            if needs:
+                return ("%s: kernel socket buffers libzmq sets on tcp sockets only, not %s"
+                        % ("/".join(needs), transport))
         if self.xpub_nodrop and (pattern != "pubsub" or sync != "xpub"):
             return "--xpub-nodrop applies to the senders' XPUB: --pattern pubsub --sync xpub only"
         return None
@@ -189,6 +239,12 @@ class SockOpts:
             out += list(zip(("HEARTBEAT_IVL", "HEARTBEAT_TIMEOUT", "HEARTBEAT_TTL"), self.heartbeat))
         if self.hwm is not None:
             out += [("SNDHWM", self.hwm), ("RCVHWM", self.hwm)]
+        # before bind/connect (the harness configures every socket first): libzmq copies them
+        # onto the tcp socket it opens then, the listener's passing to each accepted one
+        if self.sndbuf is not None:
+            out.append(("SNDBUF", self.sndbuf))
+        if self.rcvbuf is not None:
+            out.append(("RCVBUF", self.rcvbuf))
         if side == "sender":
             if self.immediate:
                 out.append(("IMMEDIATE", 1))
@@ -215,6 +271,11 @@ class SockOpts:
         return None
 
 
+def _bytes(n: int) -> str:
+    """4096 -> '4k', 1500 -> '1500': a label's size, in whole KiB where it is one."""
+    return "%dk" % (n // 1024) if n % 1024 == 0 else str(n)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -232,4 +293,4 @@ def parse_heartbeat(spec: str | None) -> tuple[int, ...]:
 def from_args(args) -> SockOpts:
     """The options of a parsed scenario command line (scenarios/flags.py)."""
     return SockOpts(parse_heartbeat(args.heartbeat), args.immediate, args.reconnect_ivl, args.hwm,
-                    args.xpub_nodrop)
+                    args.xpub_nodrop, args.sndbuf, args.rcvbuf)

@@ -4,6 +4,7 @@ sockets a run makes (getsockopt in the pinned pyzmq-25.1.2 wheel's venv), heartb
 libzmq older than 4.2 reported `unsupported`, and reqrep delivering everything."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -53,6 +54,13 @@ def test_a_run_without_the_flags_states_exactly_what_it_did_before():
     (["--hwm", "ten"], "invalid int value: 'ten'"),
     (["--xpub-nodrop"], "--xpub-nodrop applies to the senders' XPUB: --pattern pubsub --sync xpub only"),
     (["--xpub-nodrop", "--pattern", "pubsub"], "--xpub-nodrop applies to the senders' XPUB"),
+    # 0 asks 4.1.6 for the OS default and 4.2+ for the kernel's minimum: refused, not guessed
+    (["--sndbuf", "0"], "--sndbuf must be 1..2147483647 bytes"),
+    (["--rcvbuf", "-5"], "--rcvbuf must be 1..2147483647 bytes"),
+    (["--rcvbuf", "2147483648"], "--rcvbuf must be 1..2147483647 bytes"),
+    (["--sndbuf", "4k"], "invalid int value: '4k'"),          # the flag is bytes; 'k' is a label's
+    (["--sndbuf", "4096", "--transport", "ipc"], "--sndbuf: kernel socket buffers libzmq sets on tcp sockets only, not ipc"),
+    (["--sndbuf", "1", "--rcvbuf", "1", "--transport", "inproc"], "--sndbuf/--rcvbuf: kernel socket buffers"),
 ])
 def test_bad_options_are_one_line_flag_errors(argv, message):
     with pytest.raises(flags.FlagError) as info:
@@ -70,6 +78,12 @@ def test_which_socket_gets_which_option():
     assert opts.settings("SUB", "receiver") == [("HEARTBEAT_IVL", 100), ("HEARTBEAT_TIMEOUT", 300),
                                                 ("SNDHWM", 10), ("RCVHWM", 10)]
     assert SockOpts().settings("PUSH", "sender") == []
+    # the kernel buffers go on both sides, like the marks: the sender's send buffer and the
+    # receiver's receive buffer are where a paused peer's backlog waits
+    bufs = SockOpts(hwm=10, sndbuf=4096, rcvbuf=8192, xpub_nodrop=True)
+    assert bufs.settings("XPUB", "sender") == [("SNDHWM", 10), ("RCVHWM", 10), ("SNDBUF", 4096), ("RCVBUF", 8192),
+                                               ("XPUB_NODROP", 1)]
+    assert bufs.settings("SUB", "receiver") == [("SNDHWM", 10), ("RCVHWM", 10), ("SNDBUF", 4096), ("RCVBUF", 8192)]
 
 
 def test_labels_round_trip_through_the_flags():
@@ -81,10 +95,60 @@ def test_labels_round_trip_through_the_flags():
         SockOpts.from_label("hb")
 
 
+def test_buffer_sizes_in_labels_keys_and_flags():
+    both = SockOpts.from_label("hwm10+buf4k+nodrop")
+    assert (both.sndbuf, both.rcvbuf, both.hwm, both.xpub_nodrop) == (4096, 4096, 10, True)
+    assert both.label == "+hwm10+buf4k+nodrop"
+    assert both.argv() == ["--hwm", "10", "--sndbuf", "4096", "--rcvbuf", "4096", "--xpub-nodrop"]
+    assert both.to_dict() == {"hwm": 10, "sndbuf": 4096, "rcvbuf": 4096, "xpub_nodrop": True}
+    assert SockOpts.from_dict(both.to_dict()) == both
+    # one label per set of options: equal sizes say 'buf', in whole KiB where they are one
+    assert SockOpts.from_label("sndbuf4096+rcvbuf4k").label == "+buf4k"
+    assert SockOpts.from_label("rcvbuf8k+sndbuf1500").label == "+sndbuf1500+rcvbuf8k"
+    assert SockOpts.from_label("buf4097").label == "+buf4097"
+    assert SockOpts.from_label("rcvbuf2k") == SockOpts(rcvbuf=2048)
+    for label in ("+buf4k", "+sndbuf1500", "+rcvbuf8k", "+hwm10+sndbuf2k+rcvbuf4k+nodrop"):
+        opts = SockOpts.from_label(label)
+        assert opts.label == label
+        argv = ["--pattern", "pubsub", "--sync", "xpub", "--transport", "tcp", *opts.argv()]
+        assert flags.parse(argv).sockopts == opts
+    with pytest.raises(OptionError, match="socket option sndbuf given twice in 'buf4k\\+sndbuf1k'"):
+        SockOpts.from_label("buf4k+sndbuf1k")
+    with pytest.raises(OptionError, match="unknown socket option 'bufk'.*bufN\\[k\\]"):
+        SockOpts.from_label("bufk")
+    with pytest.raises(OptionError, match="--sndbuf must be 1..2147483647 bytes"):
+        SockOpts.from_label("buf0")
+    with pytest.raises(OptionError, match="--sndbuf must be 1..2147483647 bytes"):
+        SockOpts.from_label("buf2097152k")          # 2 GiB: past INT_MAX
+
+
+def test_buffer_cells_run_over_tcp_only_and_their_keys_round_trip():
+    from lab.cells import expand
+    from lab.errors import LabError
+    from lab.requests import parse_faults
+    cells = expand(["t"], "pubsub", "inproc,ipc,tcp", poll_modes="off", sync_modes="xpub", topologies="threads,containers",
+                   sockopts="hwm10+buf4k,hwm10+buf4k+nodrop", faults=parse_faults("none,pause:rx@1+2"))
+    # the buffers are tcp's: no inproc/ipc cell; a fault only where it can be applied (containers)
+    assert [c.key for c in cells] == [
+        "t/pubsub/tcp/default+xpub+hwm10+buf4k", "t/pubsub/tcp/default+xpub+hwm10+buf4k@containers",
+        "t/pubsub/tcp/default+xpub+hwm10+buf4k~pause-rx-1-2@containers",
+        "t/pubsub/tcp/default+xpub+hwm10+buf4k+nodrop", "t/pubsub/tcp/default+xpub+hwm10+buf4k+nodrop@containers",
+        "t/pubsub/tcp/default+xpub+hwm10+buf4k+nodrop~pause-rx-1-2@containers"]
+    for cell in cells:
+        assert Cell.from_dict(cell.to_dict()) == cell
+    fault = cells[-1]
+    assert fault.to_dict()["sockopts"] == {"hwm": 10, "sndbuf": 4096, "rcvbuf": 4096, "xpub_nodrop": True}
+    argv = fault.scenario_argv(6.0, 0.0)
+    assert argv[argv.index("--sndbuf") + 1] == argv[argv.index("--rcvbuf") + 1] == "4096"
+    with pytest.raises(LabError, match="socket options buf4k apply to none of the chosen cells: --sndbuf/--rcvbuf: "
+                                       "kernel socket buffers libzmq sets on tcp sockets only, not ipc"):
+        expand(["t"], "pushpull", "ipc", sockopts="buf4k")
+
+
 # ---- unsupported: decided from the versions, before any socket -------------------------------------
 
 ZMQ_NAMES = {"HEARTBEAT_IVL", "HEARTBEAT_TIMEOUT", "HEARTBEAT_TTL", "IMMEDIATE", "RECONNECT_IVL", "SNDHWM",
-             "RCVHWM", "XPUB_NODROP"}
+             "RCVHWM", "XPUB_NODROP", "SNDBUF", "RCVBUF"}
 
 
 def test_heartbeat_on_a_libzmq_older_than_4_2_is_unsupported_with_the_reason():
@@ -98,6 +162,9 @@ def test_heartbeat_on_a_libzmq_older_than_4_2_is_unsupported_with_the_reason():
     assert SockOpts(immediate=True, hwm=5).unsupported((4, 1, 6), ZMQ_NAMES) is None
     assert "ZMQ_XPUB_NODROP is new in libzmq 4.1.0" in SockOpts(xpub_nodrop=True).unsupported((4, 0, 5), ZMQ_NAMES)
     assert SockOpts().unsupported((3, 2, 0), set()) is None
+    # every pin's libzmq (4.1.6 on) has ZMQ_SNDBUF/RCVBUF; a pyzmq without the constant says so
+    assert SockOpts(sndbuf=4096, rcvbuf=4096).unsupported((4, 1, 6), ZMQ_NAMES) is None
+    assert "no RCVBUF constant" in SockOpts(rcvbuf=4096).unsupported((4, 3, 4), ZMQ_NAMES - {"RCVBUF"})
 
 
 # ---- real runs in the pinned wheel's venv (pyzmq 25.1.2, libzmq 4.3.4) ------------------------------
@@ -152,6 +219,54 @@ def test_the_socket_factory_really_sets_each_option(local):
     plain = subprocess.run([venv_python(local), "-c", FACTORY, *BASE, "--linger", "7"], capture_output=True,
                            text=True, env=scenario_env(), timeout=60)
     assert json.loads(plain.stdout)["sender"] == got["data"]
+
+
+KERNEL_BUFFERS = r"""
+import json, re, subprocess, sys, zmq
+from scenarios import flags, harness, pushpull
+args = flags.parse(sys.argv[1:])
+run = harness.Run(args, pushpull)
+receiver = run.ctx.socket(zmq.PULL)
+run.configure(receiver, "receiver")                    # the main loop's bound socket
+receiver.bind("tcp://127.0.0.1:*")
+port = int(receiver.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+sender = harness.Ctl(run, run.senders[0]).socket(run.ctx, zmq.PUSH)   # a control thread's
+sender.connect("tcp://127.0.0.1:%d" % port)
+sender.send(b"x")
+receiver.recv()                                        # the connection is up and accepted
+ss = subprocess.run(["ss", "-tnmH", "state", "all", "( sport = :%d or dport = :%d )" % (port, port)],
+                    capture_output=True, text=True, check=True).stdout
+got = {}
+for m in re.finditer(r"\S+:(\d+)\s+\S+:(\S+)\s+skmem:\(r\d+,rb(\d+),t\d+,tb(\d+)", ss):
+    local, peer = int(m.group(1)), m.group(2)
+    role = "listener" if peer == "*" else "accepted" if local == port else "connected"
+    got[role] = {"rcvbuf": int(m.group(3)), "sndbuf": int(m.group(4))}
+got["zmq"] = {"SNDBUF": sender.getsockopt(zmq.SNDBUF), "RCVBUF": receiver.getsockopt(zmq.RCVBUF)}
+print(json.dumps(got))
+sys.stdout.flush()
+import os; os._exit(0)
+"""
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss to read the kernel's buffers")
+def test_kernel_buffers_are_set_on_both_ends_and_the_accepted_connection_inherits_the_listeners(local):
+    """What libzmq does with ZMQ_SNDBUF/RCVBUF, seen from the kernel (ss's skmem rb/tb): set on
+    the socket it opens to connect and on the listener, never on an accepted socket, which
+    takes the listener's (Linux copies them on accept). Linux doubles what it is asked for."""
+    def buffers(*extra):
+        done = subprocess.run([venv_python(local), "-c", KERNEL_BUFFERS, *BASE, *extra], capture_output=True,
+                              text=True, env=scenario_env(), timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    got = buffers("--sndbuf", "4096", "--rcvbuf", "6144")
+    assert set(got) == {"listener", "accepted", "connected", "zmq"}, got
+    for role in ("listener", "accepted", "connected"):
+        assert got[role] == {"sndbuf": 8192, "rcvbuf": 12288}, (role, got)
+    assert got["zmq"] == {"SNDBUF": 4096, "RCVBUF": 6144}
+    # without the flags: the kernel's own sizes (autotuned, far larger) and libzmq's -1 default
+    plain = buffers()
+    assert plain["zmq"] == {"SNDBUF": -1, "RCVBUF": -1}
+    assert plain["accepted"]["rcvbuf"] > 12288 and plain["connected"]["sndbuf"] > 8192, plain
 
 
 NODROP = r"""
