@@ -5,6 +5,15 @@ what is sent before the subscription arrives). A sweep that failed on those woul
 red, so the sweep gates on CHANGES against this file instead, with the same noise-aware
 rules as `invoke compare` (lab.compare). The file keeps counts, not runs: enough for the
 Wilson intervals, small enough to review in a diff.
+
+Fault cells (`~<fault>` keys) lose by design too: a TCP reset under PUSH/PULL drops what was in
+flight, and libzmq says so. Their entry adds `fault`: the promise the runs were judged against
+(lab/expectations.py: scenario id, expected outcome, by_design, source URL; null when no source
+speaks to the cell) and the runs per judgement (expected / unexpected / no-promise /
+not-applied). The gate then passes a by-design loss that stays judged expected even where the
+rates alone would call it worse, and fails a cell whose runs turn unexpected even at the same
+outcome (lab.compare, "Fault cells"). Entries without `fault` (baselines from before it) are
+judged on their rates alone.
 """
 from __future__ import annotations
 
@@ -52,8 +61,11 @@ def from_matrix(m: Matrix) -> dict:
             raise LabError(f"cannot take a baseline from run {m.run_id}: {v.cell.key} is "
                            f"inconsistent ({v.problems[0]})")
         side = cmp.Side.of(v)
-        cells.append({"key": v.cell.key, "cell": v.cell.to_dict(), "outcome": v.worst, "n": v.n,
-                      "counts": dict(v.counts), "note": side.note, "summary": v.summary_line()})
+        entry = {"key": v.cell.key, "cell": v.cell.to_dict(), "outcome": v.worst, "n": v.n,
+                 "counts": dict(v.counts), "note": side.note, "summary": v.summary_line()}
+        if side.fault is not None:
+            entry["fault"] = side.fault.to_dict()
+        cells.append(entry)
     if not cells:
         raise LabError(f"cannot take a baseline from run {m.run_id}: every cell was skipped")
     params = {k: m.params[k] for k in ("threads", "msgs", "repeat", "stall", "sleep") if k in m.params}
@@ -74,8 +86,9 @@ def from_dict(data: dict, known_targets: Iterable[str], source: str = "baseline"
         except LabError:
             gone.append(c["key"])
             continue
+        fault = cmp.Judgement.from_dict(c["fault"]) if c.get("fault") else None
         side = cmp.Side(c["key"], c["outcome"], tuple((o, c["counts"].get(o, 0)) for o in OUTCOMES),
-                        c["n"], cell.threads, cell.msgs, "", c["note"])
+                        c["n"], cell.threads, cell.msgs, "", c["note"], fault)
         entries.append(Expected(cell, side))
     if gone:
         more = f" (+{len(gone) - 1} more)" if len(gone) > 1 else ""

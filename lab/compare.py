@@ -22,6 +22,18 @@ Cells that cannot be compared on rates:
     different threads/msgs                                  -> not-compared (unfair match)
     in one sweep only                                       -> not-compared
 
+Fault cells (`~<fault>` keys) carry each side's judgement against libzmq's promise for the
+fault (lab/fault_verdicts.judged against lab/expectations.py; `Judgement` here). When both sides
+have one, it overrides the rates twice:
+    BASE judged expected, never unexpected; NEW unexpected in any run
+                                                            -> worse, at any outcome
+    rates say worse, but the promise is by design and every run of both sides was judged expected
+                                                            -> unchanged ('by design: ...')
+An unexpected run contradicts a documented promise: one counter-example is the finding, not a
+rate to test for separation (and at an unchanged outcome no rate would move). A by-design loss
+judged expected is what the library promises (BASE ok 5/5 -> NEW lost 5/5 within bounded-loss).
+A side without a judgement (a baseline from before fault records) is judged on its rates.
+
 Cells are matched by pattern/transport/label, the label naming the topology ('@containers'),
 so a topology is only ever compared with itself. Comparing one pin with another (BASE A, NEW
 B), NEW's pairs of the two pins (containers: A -> B, B -> A) are a *rolling upgrade*: each is
@@ -30,17 +42,86 @@ got worse there is got worse (exit 1). A run's pins are its cells' targets, pair
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from lab.errors import LabError
 from lab.matrix import Column, Matrix
 from lab.render import cell_label
-from lab.verdicts import FAILURES, SEVERITY, Verdict, pct, wilson
+from lab.verdicts import FAILURES, INFRA, SEVERITY, Verdict, pct, wilson
 
 STATUSES = ("worse", "better", "unchanged", "not-compared")
 # Thresholds, least severe first: the first is "any failure".
 THRESHOLDS = tuple(sorted(FAILURES, key=SEVERITY.__getitem__))
+
+
+# A fault cell's runs per judgement (lab/fault_verdicts.judged), in this order.
+JUDGEMENTS = ("expected", "unexpected", "no-promise", "not-applied")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A fault cell's runs judged against libzmq's promise for its fault: the promise (None
+    when no source speaks to it) and how many runs were judged each way."""
+    scenario_id: str | None
+    expected: str | None             # the promised outcome: 'bounded-loss', 'no-loss', ...
+    by_design: bool                  # the loss or hang IS the promise (not a promise of no loss)
+    source_url: str | None
+    counts: tuple[tuple[str, int], ...]     # per JUDGEMENTS
+    why: str = field(default="", compare=False)   # the first run not judged expected: why (verdicts only)
+
+    @classmethod
+    def of(cls, v: Verdict) -> "Judgement | None":
+        judged = v.fault_judgements
+        if not judged:
+            return None
+        blocks = [r.report["fault"] for r in v.runs if r.outcome != INFRA and r.report.get("fault")]
+        # Every run of a cell asks for the same promise (pattern x fault x options x libzmq); a
+        # run whose fault was never applied has none, so take the first that has one.
+        promise = next((b["expectation"] for b in blocks if b.get("expectation")), None) or {}
+        odd = next((b for b in blocks if b["judged"] != "expected"), None)
+        return cls(promise.get("scenario_id"), promise.get("expected"), bool(promise.get("by_design")),
+                   promise.get("source_url"), tuple((j, judged.get(j, 0)) for j in JUDGEMENTS),
+                   " ".join(str(odd.get("why") or "").split()) if odd else "")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Judgement":
+        """A baseline entry's `fault` (baseline.schema.json)."""
+        promise = d.get("promise") or {}
+        return cls(promise.get("scenario_id"), promise.get("expected"), bool(promise.get("by_design")),
+                   promise.get("source_url"), tuple((j, d["judged"].get(j, 0)) for j in JUDGEMENTS))
+
+    def to_dict(self) -> dict:
+        promise = None if self.scenario_id is None else {
+            "scenario_id": self.scenario_id, "expected": self.expected, "by_design": self.by_design,
+            "source_url": self.source_url}
+        return {"promise": promise, "judged": dict(self.counts)}
+
+    def count(self, judged: str) -> int:
+        return dict(self.counts).get(judged, 0)
+
+    @property
+    def runs(self) -> int:
+        return sum(k for _, k in self.counts)
+
+    @property
+    def all_expected(self) -> bool:
+        return self.runs > 0 and self.count("expected") == self.runs
+
+    def promise_text(self) -> str:
+        if self.scenario_id is None:
+            return "no promise"
+        return f"{self.scenario_id}: {self.expected}{', by design' if self.by_design else ''}"
+
+    def tally(self) -> str:
+        """'expected 5/5', 'expected 3/5, unexpected 2/5'."""
+        return ", ".join(f"{j} {k}/{self.runs}" for j, k in self.counts if k)
+
+    def mark(self) -> str:
+        """The matrix cell's mark, as render.cell_text gives it: 'exp', 'UNEXP' or '?'."""
+        if self.all_expected:
+            return "exp"
+        return "UNEXP" if self.count("unexpected") else "?"
 
 
 @dataclass(frozen=True)
@@ -54,12 +135,13 @@ class Side:
     msgs: int
     problem: str = ""                # lab inconsistency, if any
     note: str = ""                   # skip reason / unsupported reason
+    fault: Judgement | None = None   # a fault cell's runs judged against libzmq's promise
 
     @classmethod
     def of(cls, v: Verdict) -> "Side":
         note = v.skip_reason or (v.runs[0].reason if v.n and v.counts["unsupported"] == v.n else "")
         return cls(v.cell.key, v.worst, tuple(v.counts.items()), v.n, v.cell.threads,
-                   v.cell.msgs, v.problems[0] if v.problems else "", note)
+                   v.cell.msgs, v.problems[0] if v.problems else "", note, Judgement.of(v))
 
     def count(self, outcome: str) -> int:
         return dict(self.counts).get(outcome, 0)
@@ -75,7 +157,8 @@ class Side:
     def text(self) -> str:
         """The matrix cell's text (render.cell_label), from the counts this side keeps."""
         counts = dict(self.counts)
-        return cell_label(self.outcome, counts, self.n, counts.get("infra", 0), bool(self.problem))
+        text = cell_label(self.outcome, counts, self.n, counts.get("infra", 0), bool(self.problem))
+        return f"{text} {self.fault.mark()}" if self.fault and self.fault.runs else text
 
 
 @dataclass(frozen=True)
@@ -132,6 +215,27 @@ def _interval(k: int, n: int) -> str:
 
 def judge(base: Side | None, new: Side | None) -> tuple[str, str]:
     """(status, reason) for one matched pair; see the module docstring for the rules."""
+    status, reason = _judge_rates(base, new)
+    if status == "not-compared" or base.fault is None or new.fault is None or base.problem or new.problem:
+        return status, reason
+    return _judge_promise(base.fault, new.fault, status, reason)
+
+
+def _judge_promise(base: Judgement, new: Judgement, status: str, reason: str) -> tuple[str, str]:
+    """The fault judgements' say over the rates' (status, reason); module docstring."""
+    promise = new.promise_text()
+    if base.scenario_id != new.scenario_id:    # one pin against another: each has its own promise
+        promise += f"; BASE's {base.promise_text()}"
+    if base.count("expected") and not base.count("unexpected") and new.count("unexpected"):
+        why = f": {new.why}" if new.why else ""
+        return "worse", f"fault judged {base.tally()} -> {new.tally()} against {promise}{why}"
+    if status == "worse" and new.by_design and base.all_expected and new.all_expected:
+        return "unchanged", f"by design: {reason}, every run judged expected ({promise})"
+    return status, reason
+
+
+def _judge_rates(base: Side | None, new: Side | None) -> tuple[str, str]:
+    """(status, reason) from outcomes and rates alone."""
     if base is None or new is None:
         return "not-compared", "only in " + ("NEW" if base is None else "BASE")
     for side, name in ((base, "BASE"), (new, "NEW")):
@@ -278,6 +382,12 @@ def _title(c: Comparison) -> str:
     return f"BASE run {c.base_id} vs NEW run {c.new_id} ({c.base_target})"
 
 
+def _telling(ch: Change) -> bool:
+    """Whether the table prints a change's reason: not for a plain 'same', but for a difference
+    the noise or the promise explains."""
+    return ch.status != "unchanged" or ch.reason.startswith(("within noise", "by design"))
+
+
 def table(c: Comparison) -> str:
     """Terminal table: changed cells first (worse, better), then the unchanged ones; a rolling
     upgrade's mixed pairs after them, in a table of their own."""
@@ -291,7 +401,7 @@ def table(c: Comparison) -> str:
     out = [_title(c), *c.notes, "", line(head), "-" * (sum(widths) + 6)]
     for ch, r in zip(rows, cells):
         out.append(line(r))
-        if ch.status != "unchanged" or ch.reason.startswith("within noise"):
+        if _telling(ch):
             out.append("    " + ch.reason)
     return "\n".join(out + _rolling_table(c, order) + ["", headline(c)]) + "\n"
 
@@ -312,7 +422,7 @@ def _rolling_table(c: Comparison, order: dict) -> list[str]:
     out = ["", _rolling_note(c), "", line(head), "-" * (sum(widths) + 8)]
     for ch, r in zip(rows, cells):
         out.append(line(r))
-        if ch.status != "unchanged" or ch.reason.startswith("within noise"):
+        if _telling(ch):
             out.append("    " + ch.reason)
     return out
 

@@ -163,3 +163,22 @@ def mutated(data: dict, **changes) -> dict:
     out = copy.deepcopy(data)
     out.update(changes)
     return out
+
+
+def make_fault_verdict(outcomes: Sequence[str], judged: Sequence[str], target: str = DEFAULT_TARGET,
+                       pattern: str = "pushpull", fault: str = "reset:rx@1+1", promise: bool = True,
+                       threads: int = 4, msgs: int = 50) -> Verdict:
+    """A containers cell with `fault` whose i-th run ends in outcomes[i], judged judged[i]
+    against libzmq's real promise for it (lab/expectations.py; none when `promise` is False),
+    the `fault` block lab/fault_verdicts.judged puts in a report."""
+    from lab import expectations
+    from lab.faults import parse
+    spec = parse(fault)
+    cell = Cell(target, pattern, "tcp", threads=threads, msgs=msgs, topology="containers", fault=spec)
+    found = expectations.expected_for(pattern, spec.kind, spec.target, (), versions_for(target)["libzmq"])
+    reports = make_reports(outcomes, cell, topology="containers")
+    for report, j in zip(reports, judged, strict=True):
+        report["fault"] = {"judged": j, "why": "ok" if j == "expected" else "3 lost outside the fault window",
+                           "explain": f"{spec.label}: 3 lost inside", "outcome": {},
+                           "expectation": found.to_dict() if promise and found else None}
+    return judge_runs(cell, reports)

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from factories import make_matrix
+from factories import make_cell, make_matrix, make_verdict
 from lab import baseline as bl
+from lab import compare as cmp
 from lab import results, schemas, sweep
 from lab.errors import LabError
 
@@ -85,3 +86,81 @@ def test_committed_baseline_loads_against_the_pins():
     assert base.cells, "baseline/expected.json is empty"
     kinds = {e.side.key.split("/")[1]: e.side.outcome for e in base.cells}
     assert kinds["pushpull"] == "ok" and kinds["pair"] == "deadlock"
+
+
+# ---- fault cells: the promise the runs were judged against ---------------------------------------
+
+def fault_matrix(run_id, *verdicts):
+    from factories import target_rows
+    from lab.matrix import build
+    return build(run_id, "docker", list(verdicts), params={"runs": 5, "threads": 4, "msgs": 50},
+                 targets=target_rows([A]), created="2026-11-27T11:45:01Z")
+
+
+def test_a_fault_cells_entry_records_its_promise_and_judgements():
+    from factories import make_fault_verdict
+    m = fault_matrix("r", make_fault_verdict(["lost"] * 5, ["expected"] * 4 + ["not-applied"]),
+                     make_fault_verdict(["ok"] * 3, ["no-promise"] * 3, promise=False, fault="partition:tx@1+1"),
+                     make_verdict(["ok"] * 5, make_cell(A, "pushpull")))
+    doc = bl.from_matrix(m)
+    schemas.validate("baseline", doc)
+    by_key = {c["key"]: c for c in doc["cells"]}
+    reset = by_key[f"{A}/pushpull/tcp/default~reset-rx-1-1@containers"]
+    partition = by_key[f"{A}/pushpull/tcp/default~partition-tx-1-1@containers"]
+    plain = by_key[f"{A}/pushpull/tcp/default"]
+    assert reset["outcome"] == "lost" and len(by_key) == 3
+    assert reset["fault"] == {
+        "promise": {"scenario_id": "reset-pushpull", "expected": "bounded-loss", "by_design": True,
+                    "source_url": "https://github.com/zeromq/libzmq/issues/3392"},
+        "judged": {"expected": 4, "unexpected": 0, "no-promise": 0, "not-applied": 1}}
+    assert partition["fault"] == {"promise": None, "judged": {"expected": 0, "unexpected": 0,
+                                                              "no-promise": 3, "not-applied": 0}}
+    assert "fault" not in plain                   # not a fault cell: the entry is as before
+    # and back: the baseline's side carries the same judgement the sweep's verdict gives
+    loaded = bl.from_dict(doc, PINNED)
+    got = {e.side.key: e.side.fault for e in loaded.cells}
+    assert got[reset["key"]] == cmp.Side.of(next(v for v in m.verdicts if v.cell.key == reset["key"])).fault
+    assert got[plain["key"]] is None
+
+
+def test_the_gate_passes_by_design_loss_and_fails_a_judgement_turned_unexpected():
+    from factories import make_fault_verdict
+    base = bl.from_dict(bl.from_matrix(fault_matrix("base", make_fault_verdict(["ok"] * 5, ["expected"] * 5))), PINNED)
+    lossy = bl.gate(base, fault_matrix("s1", make_fault_verdict(["lost"] * 5, ["expected"] * 5)))
+    assert lossy.exit_code == 0 and lossy.changes[0].reason.startswith("by design: ")
+    odd = bl.gate(base, fault_matrix("s2", make_fault_verdict(["ok"] * 5, ["expected"] * 4 + ["unexpected"])))
+    assert odd.exit_code == 1
+    assert odd.worse[0].reason == ("fault judged expected 5/5 -> expected 4/5, unexpected 1/5 against "
+                                   "reset-pushpull: bounded-loss, by design: 3 lost outside the fault window")
+
+
+def test_an_entry_from_before_fault_records_loads_and_is_judged_on_its_rates():
+    from factories import make_fault_verdict
+    doc = bl.from_matrix(fault_matrix("base", make_fault_verdict(["ok"] * 5, ["expected"] * 5)))
+    del doc["cells"][0]["fault"]
+    schemas.validate("baseline", doc)             # older files still satisfy the schema
+    base = bl.from_dict(doc, PINNED)
+    assert base.cells[0].side.fault is None
+    gated = bl.gate(base, fault_matrix("s", make_fault_verdict(["lost"] * 5, ["expected"] * 5)))
+    assert gated.exit_code == 1 and gated.worse[0].reason.startswith("failed 0/5")
+
+
+def test_a_bad_fault_record_is_a_one_line_schema_error():
+    from factories import make_fault_verdict
+    from lab import expectations
+    doc = bl.from_matrix(fault_matrix("base", make_fault_verdict(["ok"] * 5, ["expected"] * 5)))
+    bad = json.loads(json.dumps(doc))
+    bad["cells"][0]["fault"]["promise"]["by_design"] = "yes"
+    with pytest.raises(LabError, match=r"expected.json does not match baseline.schema.json: "
+                                       r"cells\[0\]\.fault\.promise\.by_design: 'yes' is not of type 'boolean'") as e:
+        schemas.validate("baseline", bad, source="expected.json")
+    assert "\n" not in str(e.value)
+    bad = json.loads(json.dumps(doc))
+    del bad["cells"][0]["fault"]["judged"]["unexpected"]
+    assert schemas.problems("baseline", bad)
+    # the schema's promised outcomes are lab/expectations.py's, no more, no fewer
+    item = schemas.load_schema("baseline")["properties"]["cells"]["items"]
+    enum = item["properties"]["fault"]["properties"]["promise"]["properties"]["expected"]["enum"]
+    assert tuple(enum) == expectations.EXPECTED
+    judged = item["properties"]["fault"]["properties"]["judged"]["required"]
+    assert tuple(judged) == cmp.JUDGEMENTS

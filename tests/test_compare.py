@@ -232,3 +232,63 @@ def test_different_images_of_the_same_pin_are_said_once_per_pin():
     assert lines[0] in cmp.table(c) and lines[0] in cmp.markdown(c)
     # local runs (no provenance) say nothing
     assert cmp.different_images(make_matrix(spec, run_id="x"), rebuilt) == []
+
+
+# ---- fault cells: judged against libzmq's promise (lab/expectations.py) -------------------------
+
+def fault_pair(base_runs, base_judged, new_runs, new_judged, **kw):
+    """One fault cell of A in two runs (matched by key): (Change, Comparison)."""
+    from factories import make_fault_verdict
+    base = build("b", "docker", [make_fault_verdict(base_runs, base_judged, **kw)], created="t1")
+    new = build("n", "docker", [make_fault_verdict(new_runs, new_judged, **kw)], created="t2")
+    c = cmp.compare(base, new)
+    [change] = c.changes
+    return change, c
+
+
+def test_a_fault_cell_turning_unexpected_is_worse_at_the_same_outcome():
+    change, c = fault_pair(["lost"] * 5, ["expected"] * 5, ["lost"] * 5, ["expected"] * 3 + ["unexpected"] * 2)
+    assert change.status == "worse" and c.exit_code == 1
+    # one readable line: the judgements, the promise with its source's id, why the first odd run was odd
+    assert change.reason == ("fault judged expected 5/5 -> expected 3/5, unexpected 2/5 against "
+                             "reset-pushpull: bounded-loss, by design: 3 lost outside the fault window")
+    assert "\n" not in change.reason
+    text = cmp.table(c)
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"{A}/pushpull/tcp/default~reset-rx-1-1@containers"))
+    assert line.split()[1:] == ["LOST", "5/5", "exp", "LOST", "5/5", "UNEXP", "WORSE"]
+    assert "    " + change.reason in text.splitlines()
+    # the rates alone saw nothing: without the judgements this pair is the same
+    assert cmp._judge_rates(change.base, change.new)[0] == "unchanged"
+
+
+def test_a_by_design_loss_judged_expected_is_not_a_regression():
+    change, c = fault_pair(["ok"] * 5, ["expected"] * 5, ["lost"] * 5, ["expected"] * 5)
+    assert cmp._judge_rates(change.base, change.new)[0] == "worse"     # what the rates say
+    assert change.status == "unchanged" and c.exit_code == 0
+    assert change.reason == ("by design: failed 0/5 [0%–43%] -> 5/5 [57%–100%], every run judged expected "
+                             "(reset-pushpull: bounded-loss, by design)")
+    assert "    " + change.reason in cmp.table(c).splitlines()         # said, though unchanged
+
+
+def test_the_promise_excuses_nothing_it_does_not_cover():
+    # a promise of NO loss (push-pause-short, by_design false): loss judged expected is still worse
+    change, _ = fault_pair(["ok"] * 5, ["expected"] * 5, ["lost"] * 5, ["expected"] * 5, fault="pause:rx@1+1")
+    assert change.new.fault.scenario_id == "push-pause-short" and change.status == "worse"
+    # no promise at all: the rates decide
+    change, _ = fault_pair(["ok"] * 5, ["no-promise"] * 5, ["lost"] * 5, ["no-promise"] * 5, promise=False)
+    assert change.new.fault.scenario_id is None and change.status == "worse"
+    # BASE already had unexpected runs: not "stays expected", the rates decide
+    change, _ = fault_pair(["ok"] * 5, ["expected"] * 4 + ["unexpected"], ["lost"] * 5, ["expected"] * 5)
+    assert change.status == "worse"
+    # BASE whose fault was never applied: nothing to turn unexpected from
+    change, _ = fault_pair(["lost"] * 5, ["not-applied"] * 5, ["lost"] * 5, ["unexpected"] * 5)
+    assert change.status == "unchanged"
+
+
+def test_a_side_without_a_judgement_is_compared_on_its_rates():
+    from factories import make_fault_verdict
+    new = make_fault_verdict(["lost"] * 5, ["expected"] * 5)
+    old = cmp.Side.of(make_fault_verdict(["ok"] * 5, ["expected"] * 5))
+    old = cmp.Side(**{**old.__dict__, "fault": None})          # as a baseline from before fault records
+    assert cmp.judge(old, cmp.Side.of(new))[0] == "worse"
+    assert old.text() == "ok 5/5" and cmp.Side.of(new).text() == "LOST 5/5 exp"
