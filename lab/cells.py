@@ -46,6 +46,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {p: flags.variants(p) for p in PATTERNS}
 XPUB_PATTERNS = ("pubsub",)     # the XPUB welcome-message handshake only exists for PUB/SUB
 ALL_VARIANTS = tuple(dict.fromkeys(v for vs in VARIANTS.values() for v in vs))
 FAULT_TAIL_S = 1.0      # a fault cell's senders go on this long after the fault ends (recovery)
+RECEIVER_JOURNAL = "/tmp/zmqlab-receiver.journal"   # kill:receiver: in the receiver container's tmpfs
 
 
 def _known(names: Iterable[str]) -> str:
@@ -112,9 +113,6 @@ class Cell:
             if self.fault.after_msgs is not None and self.fault.after_msgs >= self.threads * self.msgs:
                 raise LabError(f"fault {self.fault.label}: the run sends {self.threads * self.msgs} pings in "
                                f"all, so after {self.fault.after_msgs} nothing would be left to show it")
-            if self.fault.kind == "kill" and self.fault.target == "receiver":
-                raise LabError(f"fault {self.fault.label}: killing the receiver is not wired into runs yet "
-                               f"(its restart would lose the run's counts; issue 10); kill the sender")
 
     def _check_topology(self) -> None:
         if self.topology not in TOPOLOGIES:
@@ -204,8 +202,12 @@ class Cell:
             # and the whole stall window for stragglers once the senders' counts are known (a
             # heal leaves TCP backed off: a latency-derived drain called late pings lost)
             argv += ["--ping-log", "--full-drain", "--rate", _num(round(self.msgs / self.fault_span_s, 3))]
-            if self.fault.kind == "kill":       # the receiver expects the sender a second time
-                argv += ["--incarnations", "2"]
+            if self.fault.kind == "kill" and self.fault.target == "sender":
+                argv += ["--incarnations", "2"]     # the receiver expects the sender a second time
+            elif self.fault.kind == "kill":
+                # the receiver started in the killed one's place takes over its counts from
+                # here (scenarios/journal.py); the container's tmpfs outlives the process
+                argv += ["--journal", RECEIVER_JOURNAL]
             if self.fault.after_msgs is not None:   # the receiver says when the K-th ping came
                 argv += ["--mark-after", str(self.fault.after_msgs)]
         argv += ["--stall", _num(stall), "--sleep", _num(sleep)]

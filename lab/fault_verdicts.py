@@ -86,6 +86,11 @@ class WindowOutcome:
     never_recovered: tuple         # thread keys
     worst_thread: Optional[str]
     worst_recovery_ms: Optional[float]
+    # REQ threads stuck for good waiting for a reply (state "wait-reply"): those whose request
+    # was sent before the fault struck (it died with the peer: zguide's "hangs forever"), and
+    # those whose request came later (the peer was back: nothing excuses that)
+    waiting_at_fault: tuple = ()
+    hung_after: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,25 @@ def _recovery(w: Window, index: int, windows, threads, stall_ns: int):
     return tuple(recovered), tuple(never)
 
 
+WAITING = "wait-reply"              # scenarios/reqrep.py: a REQ blocked in the receive of its reply
+
+
+def _waiting(w: Window, report: dict, threads, grace: int) -> tuple:
+    """(waiting at the fault, hung after it): thread keys stuck in WAITING at the end, split by
+    when their outstanding request (seq = attempted) was sent."""
+    by_key = {(t.id, t.incarnation): t for t in threads}
+    waiting, after = [], []
+    for row in report.get("threads") or ():
+        if row.get("state") != WAITING:
+            continue
+        t = by_key.get((row["id"], row.get("incarnation", 1)))
+        seq = row.get("attempted") or 0
+        sent = t.sent_ns[seq - 1] if t is not None and 0 < seq <= len(t.sent_ns) else None
+        key = t.key if t is not None else str(row["id"])
+        (waiting if sent is not None and sent <= w.start_ns + grace else after).append(key)
+    return tuple(waiting), tuple(after)
+
+
 def analyse(report: dict) -> Optional[FaultOutcome]:
     """The FaultOutcome of one run report, or None when the run had no fault."""
     windows = windows_of(report)
@@ -271,6 +295,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
     for i, w in enumerate(windows):
         recovered, never = _recovery(w, i, windows, threads, stall_ns)
         worst = max(recovered, key=lambda kv: kv[1]) if recovered else None
+        waiting, hung_after = _waiting(w, report, threads, grace)
         outcomes.append(WindowOutcome(
             kind=w.kind, target=w.target, start_ns=w.start_ns, end_ns=w.end_ns, undone=w.undone,
             error=w.error,
@@ -278,7 +303,8 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
             lost_inside_by_thread=tuple((k, seq_ranges(v)) for k, v in inside[i].items()),
             late=late[i], delivered_during=during[i],
             recovery_ms=recovered, never_recovered=never,
-            worst_thread=worst[0] if worst else None, worst_recovery_ms=worst[1] if worst else None))
+            worst_thread=worst[0] if worst else None, worst_recovery_ms=worst[1] if worst else None,
+            waiting_at_fault=waiting, hung_after=hung_after))
     return FaultOutcome(
         windows=tuple(outcomes),
         lost_inside=sum(o.lost_inside for o in outcomes),
@@ -324,6 +350,12 @@ def explain_window(o: FaultOutcome, w: WindowOutcome) -> str:
             text += "; stacks in report.stall.stacks"
     else:
         text += ", no thread had pings left to recover"
+    if w.waiting_at_fault:
+        text += "; waiting for a reply since before the fault: thread%s %s" % (
+            "s" if len(w.waiting_at_fault) > 1 else "", ", ".join(w.waiting_at_fault))
+    if w.hung_after:
+        text += "; waiting for a reply to a request sent after the fault struck: thread%s %s" % (
+            "s" if len(w.hung_after) > 1 else "", ", ".join(w.hung_after))
     if w.error:
         text += "; fault error: %s" % w.error
     return text

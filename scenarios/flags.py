@@ -104,7 +104,11 @@ def _parser():
                    help="receiver: sender processes to expect one after another, each starting when the "
                         "one before was killed (default 1; the sender takes the same argv and ignores it)")
     p.add_argument("--incarnation", type=int, default=1, metavar="K",
-                   help="sender: which of the --incarnations this process is (default 1)")
+                   help="sender: which of the --incarnations this process is (default 1); receiver: "
+                        "K > 1 is a receiver started in place of a killed one: it replays --journal first")
+    p.add_argument("--journal", default=None, metavar="PATH",
+                   help="receiver: append every message it takes to PATH (scenarios/journal.py), for "
+                        "the receiver the lab starts in its place after a kill; a sender ignores it")
     p.add_argument("--connect", default=None, help="sender: the receiver's pattern endpoint")
     p.add_argument("--report", default=None, help="sender: the receiver's report channel endpoint")
     p.add_argument("--no-monitor", dest="monitor", action="store_false",
@@ -183,9 +187,13 @@ def check_topology(args):
         raise FlagError("--incarnations and --incarnation must be at least 1")
     if args.incarnations > 1 and not args.role:
         raise FlagError("--incarnations needs --role (the lab starts each sender process itself)")
-    if args.incarnation > 1 and args.role != "sender":
-        raise FlagError("--incarnation is for --role sender")
-    if args.incarnation > args.incarnations:
+    if args.incarnation > 1 and args.role not in ("sender", "receiver"):
+        raise FlagError("--incarnation is for --role sender or receiver")
+    # A receiver started again after a kill (kill:receiver): what the killed one took is only
+    # in its journal; without it every earlier ping would be called lost.
+    if args.incarnation > 1 and args.role == "receiver" and not args.journal:
+        raise FlagError("--incarnation for --role receiver needs --journal (what the killed receiver took)")
+    if args.role == "sender" and args.incarnation > args.incarnations:
         raise FlagError("--incarnation %d is past --incarnations %d" % (args.incarnation, args.incarnations))
 
 

@@ -33,7 +33,7 @@ import traceback
 
 import zmq
 
-from scenarios import flags, incarnations, roles
+from scenarios import flags, incarnations, journal, roles
 from scenarios import timeline as timeline_mod
 from scenarios.evidence import Tally, classify, thread_rows, totals
 from scenarios.monitor import Monitor
@@ -192,6 +192,8 @@ class Run:
         self.sleeping = False
         self.idle = False                       # what announce_idle() last said
         self.pings_in = 0                       # pings taken, for --mark-after
+        self.journal = None                     # receiver --journal: a journal.Writer
+        self.receiver_restarts = []             # receiver --incarnation > 1: what it took over
         self.expected = None
         self.data_received = 0
         self.bound = threading.Event()
@@ -307,6 +309,8 @@ class Run:
             if many:
                 report["peers"] = incarnations.peers(report["peers"] if self.peers else [], self.hellos,
                                                      self.current, self.incarnations)
+        if self.receiver_restarts:
+            report["receiver_restarts"] = self.receiver_restarts
         if self.drain:
             report["drain"] = dict(self.drain, **(self.audit or {}))
         if timeline:
@@ -423,6 +427,8 @@ class Run:
             self.control_ep = control.getsockopt(zmq.LAST_ENDPOINT).decode()
             report = roles.ReportChannel(self) if self.role == "receiver" else None
             self.t0_ns = time.time_ns()
+            if report and self.args.journal:
+                self.open_journal()
             self.bound.set()
             poller = zmq.Poller()
             poller.register(control, zmq.POLLIN)
@@ -461,6 +467,30 @@ class Run:
             self.fail("main loop", exc)
             return
         self.emit("harness", stalled=self.stalled_peer is not None)
+
+    def open_journal(self):
+        """--journal: keep what this receiver takes; a receiver started in place of a killed
+        one (--incarnation 2) first takes again what the killed one had taken, and keeps its t0
+        (scenarios/journal.py). Before the main loop's first poll: a reconnecting sender's
+        pings wait in libzmq meanwhile, after the killed receiver's in the journal."""
+        path = self.args.journal
+        if self.args.incarnation == 1:
+            self.journal = journal.Writer(path, self.t0_ns)
+            return
+        t0_ns, records = journal.read(path)
+        started_ns = time.time_ns()
+        self.t0_ns = t0_ns
+        for at, msg in records:
+            self.take(msg, replayed_at=at)
+        self.receiver_restarts.append({
+            "incarnation": self.args.incarnation, "started_ms": round((started_ns - t0_ns) / 1e6, 3),
+            "replayed": len(records), "pings_replayed": self.pings_in,
+            "last_taken_ms": round((records[-1][0] - t0_ns) / 1e6, 3) if records else None,
+            "note": "counts carried over from the killed receiver's journal; what its libzmq had "
+                    "read but not handed over, and its socket events, died with it"})
+        self.journal = journal.Writer(path, t0_ns, append=True)
+        self.debug("receiver incarnation %d: %d messages replayed from %s"
+                   % (self.args.incarnation, len(records), path))
 
     def drained(self, now):
         """True when the run is over: every count known and in, or nothing new for long enough."""
@@ -547,14 +577,20 @@ class Run:
     def received(self):
         return sum(t.received for t in self.tallies)
 
-    def take(self, msg):
+    def take(self, msg, replayed_at=None):
         """The originals' processControlMsg(): in-order pings take the inline branch; anything
-        else goes to Tally.see, which sorts gaps, reorders and duplicates."""
+        else goes to Tally.see, which sorts gaps, reorders and duplicates. `replayed_at`: a
+        message the killed receiver took, from its journal, with its receive time."""
+        if replayed_at is None:
+            now = time.time_ns()
+            if self.journal is not None:
+                self.journal.record(now, msg)
+        else:
+            now = replayed_at
         if msg[:1] == b"P":
             _, tid, seq, sent = PING.unpack(msg)
-            now = time.time_ns()
             self.pings_in += 1
-            if self.pings_in == self.args.mark_after:
+            if self.pings_in == self.args.mark_after and replayed_at is None:
                 self.say_state("mark")      # the lab applies a fault "after K pings" now
             tally = self.tallies[tid]
             if seq == tally.next_expected:

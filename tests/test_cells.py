@@ -1,6 +1,6 @@
 import pytest
 
-from lab.cells import PATTERNS, TRANSPORTS, VARIANTS, Cell, expand, parse_list, parse_poll_modes
+from lab.cells import PATTERNS, RECEIVER_JOURNAL, TRANSPORTS, VARIANTS, Cell, expand, parse_list, parse_poll_modes
 from lab.errors import LabError
 from lab.targets import parse_pins
 
@@ -350,13 +350,20 @@ def test_a_fault_cell_is_keyed_file_safe_logs_its_pings_and_outlasts_the_fault()
 
 @pytest.mark.parametrize("spec, topology, words", [
     ("partition:rx@1+2", "threads", "needs topology containers"),
-    ("kill:rx@1+1", "containers", "killing the receiver is not wired"),
     ("pause:rx@after10000+1", "containers", "sends 10000 pings in all"),
 ])
 def test_faults_that_cannot_run_are_refused_with_the_reason(spec, topology, words):
     from lab.faults import parse
     with pytest.raises(LabError, match=words):
         Cell("pyzmq-25.1.2", "pushpull", "tcp", topology=topology, fault=parse(spec))
+
+
+def test_a_receiver_kill_journals_what_the_receiver_takes_and_a_sender_kill_expects_two_senders():
+    from lab.faults import parse
+    rx = Cell("pyzmq-25.1.2", "reqrep", "tcp", topology="containers", fault=parse("kill:rx@1+1")).scenario_argv(5, 0)
+    assert rx[rx.index("--journal") + 1] == RECEIVER_JOURNAL and "--incarnations" not in rx
+    tx = Cell("pyzmq-25.1.2", "pushpull", "tcp", topology="containers", fault=parse("kill:tx@1+1")).scenario_argv(5, 0)
+    assert tx[tx.index("--incarnations") + 1] == "2" and "--journal" not in tx
 
 
 def test_a_fault_after_k_pings_asks_the_receiver_for_a_mark_and_paces_the_rest_to_outlast_it():

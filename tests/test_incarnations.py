@@ -196,7 +196,8 @@ def test_flags_default_to_one_and_are_stated_only_when_not():
     (SENDER + ["--incarnation", "0"], "at least 1"),
     (ROLE + ["--role", "receiver", "--incarnations", "0"], "at least 1"),
     (SENDER + ["--incarnation", "2"], "past --incarnations 1"),
-    (ROLE + ["--role", "receiver", "--incarnations", "2", "--incarnation", "2"], "for --role sender"),
+    (ROLE + ["--role", "receiver", "--incarnations", "2", "--incarnation", "2"], "needs --journal"),
+    (["--pattern", "pushpull", "--incarnation", "2"], "for --role sender or receiver"),
     (["--pattern", "pushpull", "--incarnations", "2"], "needs --role"),
     (["--pattern", "pushpull", "--transport", "tcp", "--topology", "processes", "--incarnations", "2"], "needs --role"),
 ])

@@ -257,7 +257,9 @@ class Peers:
         lines go to `on_state` (lab/slots.py): it is the side that judges the run. `faults` are
         applied to `peers` (role -> container) meanwhile; their windows come back third. A
         kill fault SIGKILLs the sender's process and starts it again (`--incarnation 2`) in
-        the same container, at the same address; the sender's result is then its last one."""
+        the same container, at the same address; the sender's result is then its last one. A
+        kill of the receiver does the same to the receiver (`--incarnation 2`, which takes over
+        the killed one's counts from its --journal); the run ends when that one ends."""
         started = time.monotonic()
         execs = []
         for container, cmd in ((rx, rx_cmd), (tx, tx_cmd)):
@@ -290,8 +292,14 @@ class Peers:
         threads = [threading.Thread(target=wait, args=(i, *e, timeout), name=f"zmqlab-peer-{role}", daemon=True)
                    for i, (role, e) in enumerate(zip(ROLES, execs))]
 
+        # A killed receiver's exec ends at once, but the run goes on until the one started in
+        # its place ends: while this is set the run is not over (rx_over below).
+        rx_down = threading.Event()
+
         def kill(role: str) -> str:
             container, _, token = current[ROLES.index(SHORT[role])]
+            if role == "receiver":
+                rx_down.set()
             killed = self._kill_cell(container, token)
             return f"SIGKILL to the {role}'s processes in {container.name} ({killed} killed)"
 
@@ -306,6 +314,7 @@ class Peers:
                                           args=(i, container, exec_id, token,
                                                 max(1.0, timeout - (time.monotonic() - started))))
             threads[i].start()
+            rx_down.clear()
             return f"started again in {container.name} with --incarnation {incarnation}"
 
         ended = threading.Event()
@@ -315,8 +324,13 @@ class Peers:
             t.start()
         if timer is not None:
             timer.start()
+        def rx_over() -> bool:
+            # a restart that failed leaves rx_down set: the fault timer's end settles it
+            down = rx_down.is_set() and timer is not None and timer.is_alive()
+            return not threads[0].is_alive() and not down
         try:
-            threads[0].join()       # the receiver ends the run ...
+            while not rx_over():    # the receiver (the last one started) ends the run ...
+                threads[0].join(0.05)
         finally:
             ended.set()
             if timer is not None:
