@@ -11,6 +11,9 @@ thread, or the zguide. docs/fault-expectations.md is the readable table of the s
   loss-in-window  loss only inside the window; recovery not judged
   stall           nothing delivered while the fault lasted (the peer's silence goes unnoticed)
   hang            the run deadlocks (a sender blocked for good) or a thread never recovers
+  hang-if-waiting a REQ that was waiting for its reply when the fault struck hangs for good;
+                  every other thread recovers, and none hangs on a request sent after the fault
+                  (fault_verdicts: waiting_at_fault / hung_after)
   unsupported     the build lacks the option: the run reports unsupported or error
 `by_design`: the loss or hang is what the library promises, so a baseline may record it as
 expected; False marks a promise of no loss.
@@ -24,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-EXPECTED = ("no-loss", "bounded-loss", "loss-in-window", "stall", "hang", "unsupported")
+EXPECTED = ("no-loss", "bounded-loss", "loss-in-window", "stall", "hang", "hang-if-waiting", "unsupported")
 # The PUB/SUB slow joiner: a connecting PUB drops what it sends before the SUB's subscription
 # reached it (scenarios/pubsub.py; the lab's baseline records PUB/SUB loss). A fault verdict
 # does not blame the fault for loss before a thread's first delivery on these patterns.
@@ -162,12 +165,14 @@ EXPECTATIONS = (
        "until the subscriber drains. 4.1.6 has the option in code (xpub.cpp) but not in its man page.",
        options=("xpub-nodrop",)),
     # 6. REQ/REP with the REP killed.
-    _e("req-rep-killed", "reqrep", "kill", "receiver", "hang", True,
+    _e("req-rep-killed", "reqrep", "kill", "receiver", "hang-if-waiting", True,
        ZGUIDE + "chapter4.txt",
        "If the server crashes while processing the request, the client just hangs forever.",
        "The zguide (Reliable Request-Reply). Issue #1227 (libzmq 4.0.5) reports zmq_recv on REQ "
-       "'hangs in a never-returning epoll system call' after the REP dies; closed. The lab has no "
-       "REQ/REP pattern yet: this entry waits for one."),
+       "'hangs in a never-returning epoll system call' after the REP dies; closed. 'While "
+       "processing': a REQ between requests when the REP dies sends its next one into the pipe "
+       "libzmq keeps while it reconnects (ZMQ_IMMEDIATE off), and the restarted REP answers it; "
+       "so only the threads whose request was out when the kill landed hang."),
     # 7. Mixed versions under reconnect.
     _e("mixed-pub-kill", "pubsub", "kill", "sender", "bounded-loss", True, *_MIXED_SUB,
        "4.1.6 speaks ZMTP 3.0: 4.3.5 negotiates 3.0 for that connection (zmtp_engine.cpp "
@@ -260,6 +265,8 @@ def judge(expectation: Expectation, outcome: Optional[dict], run_outcome: Option
             return "expected", "hung as documented (%s)" % ("deadlock" if run == "deadlock"
                                                           else "never recovered: " + ", ".join(never))
         return "unexpected", "expected a hang, but every thread recovered (run %s)" % run
+    if want == "hang-if-waiting":
+        return _judge_waiting(windows, never, outside, run)
     if want == "stall":
         moving = sum(w.get("delivered_during", 0) for w in windows)
         if moving:
@@ -281,3 +288,22 @@ def judge(expectation: Expectation, outcome: Optional[dict], run_outcome: Option
                 "thread(s) %s never recovered" % ", ".join(never) if never else "the run deadlocked")
         return "expected", "%d lost inside the window, every thread recovered" % inside
     raise ValueError("unknown expected outcome %r" % want)
+
+
+def _judge_waiting(windows, never, outside: int, run: str) -> tuple:
+    """hang-if-waiting: the threads waiting for a reply when the fault struck hang, no other."""
+    waiting = [k for w in windows for k in w.get("waiting_at_fault", ())]
+    after = [k for w in windows for k in w.get("hung_after", ())]
+    if after:
+        return "unexpected", "thread(s) %s hung on a request sent after the fault struck" % ", ".join(after)
+    others = [k for k in never if k not in waiting]
+    if others:
+        return "unexpected", "thread(s) %s never recovered with no request out at the fault" % ", ".join(others)
+    if outside:
+        return "unexpected", "%d lost outside the fault window" % outside
+    if run == "deadlock" and not waiting:
+        return "unexpected", "the run deadlocked, but no thread was waiting for a reply from before the fault"
+    if waiting:
+        return "expected", "thread(s) %s, waiting for a reply when the fault struck, hung for good; " \
+                           "the others recovered" % ", ".join(waiting)
+    return "expected", "no request was out when the fault struck: every thread recovered"

@@ -24,6 +24,15 @@ How a lost ping is placed (a seq sent, never received):
   outside  every other lost ping.
 A ping sent in [start, end] and received after end is counted apart as `late`: delayed, not lost.
 
+Refused sends are not lost. Under --nowait a send at the HWM fails with EAGAIN (ZMQ_XPUB_NODROP;
+a PUSH in its mute state): the seq was never sent, but the ping log has its send time (stamped
+just before the call) and no receive time, like a lost one. Which seqs were refused: the ping
+log's `refused` list when a thread has one; else the run's evidence row for the thread
+(report["threads"]: `would_block` refusals, `missing` real losses, refused ones aside): when it
+lost none, every seq of it that never arrived was refused, exactly. A thread with both cannot be
+told apart seq by seq: its refusals stay among its lost pings and are counted in
+`refused_unplaced`.
+
 Recovery of a thread: from end_ns to the first ping of that thread received at or after end_ns.
 For a kill of the sender the killed incarnation sends nothing more; recovery is to the first
 ping of the next incarnation's thread with the same id. A thread "needed" recovery when it had
@@ -107,6 +116,8 @@ class FaultOutcome:
     stacks: tuple                  # names under report["stall"]["stacks"] when the run stalled
     run_outcome: Optional[str]
     t0_ns: int
+    refused: int = 0               # EAGAIN refusals (--nowait) left out of every loss count
+    refused_unplaced: int = 0      # refusals of threads that also lost pings: among the lost
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -235,8 +246,11 @@ WAITING = "wait-reply"              # scenarios/reqrep.py: a REQ blocked in the 
 
 def _waiting(w: Window, report: dict, threads, grace: int) -> tuple:
     """(waiting at the fault, hung after it): thread keys stuck in WAITING at the end, split by
-    when their outstanding request (seq = attempted) was sent."""
+    when their outstanding request (seq = attempted) was sent: up to when the fault was surely
+    in effect (a kill takes ~100 ms to land: a request sent meanwhile reached a peer about to
+    die), plus the in-flight grace."""
     by_key = {(t.id, t.incarnation): t for t in threads}
+    struck = max(w.start_ns, w.effective_ns or w.start_ns) + grace
     waiting, after = [], []
     for row in report.get("threads") or ():
         if row.get("state") != WAITING:
@@ -245,8 +259,34 @@ def _waiting(w: Window, report: dict, threads, grace: int) -> tuple:
         seq = row.get("attempted") or 0
         sent = t.sent_ns[seq - 1] if t is not None and 0 < seq <= len(t.sent_ns) else None
         key = t.key if t is not None else str(row["id"])
-        (waiting if sent is not None and sent <= w.start_ns + grace else after).append(key)
+        (waiting if sent is not None and sent <= struck else after).append(key)
     return tuple(waiting), tuple(after)
+
+
+def refused_seqs(report: dict, threads) -> tuple:
+    """({thread key: frozenset of refused seqs}, unplaced refusals): see the module's docstring."""
+    rows = {"%s" % r["id"] if r.get("incarnation", 1) == 1 else "%d/%d" % (r["id"], r["incarnation"]): r
+            for r in report.get("threads") or () if "id" in r}
+    listed = {}
+    for t in (report.get("pings") or {}).get("threads") or ():
+        if t.get("refused") is not None:
+            k = int(t.get("incarnation", 1))
+            listed[str(t["id"]) if k == 1 else "%d/%d" % (t["id"], k)] = frozenset(t["refused"])
+    out, unplaced = {}, 0
+    for t in threads:
+        if t.key in listed:
+            out[t.key] = listed[t.key]
+            continue
+        row = rows.get(t.key) or {}
+        refused = row.get("would_block") or 0
+        if not refused:
+            continue
+        unseen = frozenset(q for q, sent, recv in _pairs(t) if sent is not None and recv is None)
+        if row.get("missing") == 0 and len(unseen) == refused:
+            out[t.key] = unseen
+        else:
+            unplaced += refused
+    return out, unplaced
 
 
 def analyse(report: dict) -> Optional[FaultOutcome]:
@@ -264,8 +304,10 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
     late = [0] * len(windows)
     during = [0] * len(windows)
     outside, join = {}, 0
+    refused, unplaced = refused_seqs(report, threads)
     for t in threads:
         first = t.first_recv_ns()
+        mine = refused.get(t.key, frozenset())
         # by seq, not send time: a killed incarnation's lost seqs carry only an upper bound of
         # their send time (the next delivered ping's), equal to it, never below
         first_seq_delivered = min((q for q, _, r in _pairs(t) if r is not None), default=None)
@@ -281,7 +323,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
                 on, off = w.effective_ns or w.start_ns + grace, w.lifting_ns or w.end_ns
                 if recv is not None and recv > on and (off is None or recv < off):
                     during[i] += 1
-            if recv is not None:
+            if recv is not None or seq in mine:
                 continue
             hit = next((i for i, w in enumerate(windows) if _inside(sent, w, grace)), None)
             if hit is not None:
@@ -313,7 +355,8 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
         lost_outside_by_thread=tuple((k, seq_ranges(v)) for k, v in outside.items()),
         grace_ms=round(grace / 1e6, 3), latency_ms=None if lat is None else round(lat / 1e6, 3),
         stall_s=stall_s, heartbeat=heartbeat_of(report), stacks=_stacks(report),
-        run_outcome=report.get("outcome"), t0_ns=_t0(report, threads, windows))
+        run_outcome=report.get("outcome"), t0_ns=_t0(report, threads, windows),
+        refused=sum(len(v) for v in refused.values()), refused_unplaced=unplaced)
 
 
 def _ranges_text(ranges) -> str:
@@ -368,6 +411,10 @@ def explain(o: FaultOutcome) -> str:
         head += " (%s)" % _threads_text(o.lost_outside_by_thread)
     if o.lost_join:
         head += ", %d before their thread's first delivery" % o.lost_join
+    if o.refused:
+        head += ", %d refused with EAGAIN (not lost)" % o.refused
+    if o.refused_unplaced:
+        head += ", %d refused among the lost (their threads also lost pings)" % o.refused_unplaced
     windows = "; ".join(explain_window(o, w) for w in o.windows)
     # The first window leads, as in "partition rx 1.50–3.50 s: 0 lost outside, 37 lost inside ...".
     first, _, rest = windows.partition(": ")

@@ -1,4 +1,6 @@
 """lab/expectations.py: every promise has its source, the lookup picks the right one, judge() both ways."""
+import dataclasses
+
 import pytest
 
 from lab import expectations as ex
@@ -111,10 +113,6 @@ def test_judge_stall_hang_loss_in_window_unsupported_both_ways():
     stall = _get("partition-no-heartbeat", pattern="pushpull")
     assert ex.judge(stall, _outcome(during=0))[0] == "expected"
     assert ex.judge(stall, _outcome(during=5))[0] == "unexpected"
-    hang = _get("req-rep-killed")
-    assert ex.judge(hang, _outcome(run="deadlock"))[0] == "expected"
-    assert ex.judge(hang, _outcome(never=("0",), run="lost"))[0] == "expected"
-    assert ex.judge(hang, _outcome(run="ok"))[0] == "unexpected"
     drop = _get("pub-hwm-drop")
     assert ex.judge(drop, _outcome(lost_inside=300, run="lost"))[0] == "expected"
     assert ex.judge(drop, _outcome(lost_inside=300, lost_outside=1, run="lost"))[0] == "unexpected"
@@ -123,6 +121,30 @@ def test_judge_stall_hang_loss_in_window_unsupported_both_ways():
     assert ex.judge(missing, _outcome(run="ok"))[0] == "unexpected"
     assert ex.judge(drop, None)[0] == "unexpected"
     assert ex.judge(drop, _outcome(run="error"))[0] == "unexpected"
+
+
+def _waiting(waiting=(), after=(), never=(), run="deadlock", outside=0):
+    out = _outcome(never=never, run=run, lost_outside=outside)
+    out["windows"][0].update(waiting_at_fault=list(waiting), hung_after=list(after))
+    return out
+
+
+def test_judge_a_req_hangs_only_if_its_request_was_out_when_the_rep_died():
+    e = _get("req-rep-killed")
+    assert e.expected == "hang-if-waiting" and e.by_design
+    assert ex.judge(e, _waiting(waiting=("0", "1"), never=("0", "1")))[0] == "expected"
+    assert ex.judge(e, _waiting(run="ok")) == ("expected", "no request was out when the fault struck: "
+                                                          "every thread recovered")
+    verdict, why = ex.judge(e, _waiting(waiting=("0",), after=("1",), never=("0", "1")))
+    assert verdict == "unexpected" and "1 hung on a request sent after the fault" in why
+    verdict, why = ex.judge(e, _waiting(waiting=("0",), never=("0", "2"), run="lost"))
+    assert verdict == "unexpected" and "2 never recovered with no request out" in why
+    assert ex.judge(e, _waiting(run="deadlock"))[0] == "unexpected"
+    assert ex.judge(e, _waiting(waiting=("0",), never=("0",), outside=3))[0] == "unexpected"
+    hang = dataclasses.replace(e, expected="hang")      # no source promises a plain hang today
+    assert ex.judge(hang, _outcome(run="deadlock"))[0] == "expected"
+    assert ex.judge(hang, _outcome(never=("0",), run="lost"))[0] == "expected"
+    assert ex.judge(hang, _outcome(run="ok"))[0] == "unexpected"
 
 
 def _reset_report(sent_ms, recv_ms):
@@ -152,3 +174,56 @@ def test_the_doc_lists_every_expectation_with_its_source():
         assert "`%s`" % e.scenario_id in doc, e.scenario_id
         if e.scenario_id != "dealer-dead-peer" or e.options:       # its off entry says "as for PUSH"
             assert e.source_url in doc, e.source_url
+
+
+def _nodrop_report(rows, thread1_recv, refused_lists=None):
+    """A paused SUB (1.0–3.0 s) under pubsub --sync xpub with ZMQ_XPUB_NODROP and --nowait, as
+    the run reports it. Thread 0 had #2–#4 refused at the mark: each has a send time (stamped
+    before the call) and no receive time, so in the ping log they look lost. Thread 1 receives
+    `thread1_recv`. `rows`: the evidence rows (would_block, missing) the harness reports."""
+    ns = lambda ms: None if ms is None else T0 + int(ms * MS)
+    sent = [ns(s) for s in (500, 1100, 1200, 1300, 3100)]
+    report = {"params": {"stall": 6.0, "pattern": "pubsub", "sockopts": {"hwm": 10, "sndbuf": 4096, "rcvbuf": 4096,
+                                                                          "xpub_nodrop": True}},
+              "outcome": "ok", "timeline": {"t0_ns": T0}, "versions": {"libzmq": "4.3.5"},
+              "faults": [{"kind": "pause", "target": "receiver", "start_ns": ns(1000), "end_ns": ns(3000),
+                          "undone": True, "error": None}],
+              "threads": rows,
+              "pings": {"clock": "receiver", "threads": [
+                  {"id": 0, "sent_ns": sent, "recv_ns": [ns(r) for r in (500.1, None, None, None, 3100.2)]},
+                  {"id": 1, "sent_ns": sent, "recv_ns": [ns(r) for r in thread1_recv]}]}}
+    for t, refused in zip(report["pings"]["threads"], refused_lists or ()):
+        t["refused"] = refused
+    return report
+
+
+def test_refused_sends_under_nodrop_are_not_lost():
+    """ZMQ_XPUB_NODROP with --nowait: EAGAIN at the mark is a refusal the run counts apart
+    (outcome ok), so the fault's verdict must not call those seqs lost inside the window."""
+    rows = [{"id": 0, "would_block": 3, "missing": 0}, {"id": 1, "would_block": 1, "missing": 0}]
+    report = _nodrop_report(rows, (500.1, 3050, None, 3150, 3100.2))        # thread 1: #3 refused
+    out = fv.analyse(report)
+    assert (out.lost_inside, out.lost_outside, out.refused, out.refused_unplaced) == (0, 0, 4, 0)
+    assert "4 refused with EAGAIN (not lost)" in out.explain()
+    judged = fv.judged(report)
+    assert judged["expectation"]["scenario_id"] == "xpub-nodrop"
+    assert (judged["judged"], judged["why"]) == ("expected", "nothing lost")
+    # the same seqs with no refusal on record are lost inside the window, as before
+    lost = _nodrop_report([{"id": 0, "would_block": 0, "missing": 3}, {"id": 1, "would_block": 0, "missing": 1}],
+                          (500.1, 3050, None, 3150, 3100.2))
+    assert (fv.analyse(lost).lost_inside, fv.analyse(lost).refused) == (4, 0)
+    assert fv.judged(lost)["judged"] == "unexpected"
+
+
+def test_a_thread_with_refusals_and_losses_keeps_them_among_the_lost_unless_the_log_lists_them():
+    rows = [{"id": 0, "would_block": 3, "missing": 0}, {"id": 1, "would_block": 1, "missing": 1}]
+    recv1 = (500.1, 3050, None, None, 3100.2)          # thread 1: #3 refused, #4 lost (or the other way)
+    out = fv.analyse(_nodrop_report(rows, recv1))
+    # thread 0 exactly; thread 1's two unseen seqs cannot be told apart from its counts
+    assert (out.lost_inside, out.refused, out.refused_unplaced) == (2, 3, 1)
+    assert out.windows[0].lost_inside_by_thread == (("1", ((3, 4),)),)
+    assert "1 refused among the lost" in out.explain()
+    # a ping log that lists each thread's refused seqs settles it
+    listed = fv.analyse(_nodrop_report(rows, recv1, refused_lists=[[2, 3, 4], [3]]))
+    assert (listed.lost_inside, listed.refused, listed.refused_unplaced) == (1, 4, 0)
+    assert listed.windows[0].lost_inside_by_thread == (("1", ((4, 4),)),)

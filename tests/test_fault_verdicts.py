@@ -123,6 +123,24 @@ def test_kill_of_the_sender_recovers_to_the_next_incarnation():
     assert alone.windows[0].never_recovered == ("0",) and alone.windows[0].recovery_ms == ()
 
 
+def test_a_req_stuck_on_a_request_the_killed_receiver_took_is_apart_from_one_stuck_after():
+    # kill rx from 1000 ms, surely dead at 1120 ms (the kill's own ~100 ms), back at 2000 ms
+    kill = window(kind="kill", target="receiver", effective_ns=ns(1120))
+    before = thread(0, [500, 1100], [500.1, None])      # request #2 sent while the kill landed
+    after = thread(1, [500, 1300, 2500], [500.1, 2100, None])   # #3 went to the restarted REP
+    done = thread(2, [500, 1300], [500.1, 2100])
+    rep = report([before, after, done], [kill], outcome="deadlock")
+    rep["threads"] = [{"id": 0, "state": "wait-reply", "attempted": 2}, {"id": 1, "state": "wait-reply", "attempted": 3},
+                      {"id": 2, "state": "done", "attempted": 2}]
+    out = fv.analyse(rep)
+    assert out.windows[0].waiting_at_fault == ("0",) and out.windows[0].hung_after == ("1",)
+    text = out.explain()
+    assert "waiting for a reply since before the fault: thread 0" in text
+    assert "request sent after the fault struck: thread 1" in text
+    rep["faults"][0].pop("effective_ns")                # without it: the start, plus the 50 ms grace
+    assert fv.analyse(rep).windows[0].hung_after == ("0", "1")
+
+
 def test_window_never_undone_has_no_recovery():
     t = thread(0, [500, 1500, 2500], [500.1, None, None])
     out = fv.analyse(report([t], [window(end_ms=None, undone=False, error="sidecar gone")]))

@@ -310,10 +310,11 @@ class Peers:
             cmd = [*(tx_cmd if i else rx_cmd), "--incarnation", str(incarnation)]
             exec_id, token = self._create_exec(container, cmd)
             current[i] = (container, exec_id, token)
-            threads[i] = threading.Thread(target=wait, name=f"zmqlab-peer-{ROLES[i]}-{incarnation}", daemon=True,
-                                          args=(i, container, exec_id, token,
-                                                max(1.0, timeout - (time.monotonic() - started))))
-            threads[i].start()
+            waiter = threading.Thread(target=wait, name=f"zmqlab-peer-{ROLES[i]}-{incarnation}", daemon=True,
+                                      args=(i, container, exec_id, token,
+                                            max(1.0, timeout - (time.monotonic() - started))))
+            waiter.start()              # started before it is seen: the run's loop joins threads[0]
+            threads[i] = waiter
             rx_down.clear()
             return f"started again in {container.name} with --incarnation {incarnation}"
 
@@ -330,7 +331,10 @@ class Peers:
             return not threads[0].is_alive() and not down
         try:
             while not rx_over():    # the receiver (the last one started) ends the run ...
-                threads[0].join(0.05)
+                if threads[0].is_alive():
+                    threads[0].join(0.05)
+                else:
+                    time.sleep(0.01)    # the killed one ended; the next is not started yet
         finally:
             ended.set()
             if timer is not None:
