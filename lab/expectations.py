@@ -157,12 +157,22 @@ EXPECTATIONS = (
        "When a 'ZMQ_PUB' socket enters the 'mute' state due to having reached the\n"
        "high water mark for a _subscriber_, then any messages that would be sent to the\n"
        "_subscriber_ in question shall instead be dropped until the mute state\nends.",
-       "Loss only when the pause outlasts the queues (kernel buffers + SNDHWM/RCVHWM, 1000 each)."),
+       "Loss only once a connection's queues are full: the PUB's SNDHWM (1000 by default) plus its "
+       "engine's batch and the kernel's buffers, the PUB's send buffer and the paused SUB's receive "
+       "buffer (the kernel still takes data for a frozen process). ~17-byte pings fill the default "
+       "buffers only after thousands, so a short pause may lose nothing (measured: pause:rx@1+2 with "
+       "hwm10 alone lost none). ZMQ_SNDBUF/ZMQ_RCVBUF (sockopts bufN, tcp) shrink them: libzmq sets them "
+       "on the socket it opens to connect or listen (v4.3.5 src/tcp.cpp tcp_open_socket, 'Set the socket "
+       "buffer limits for the underlying socket.'; v4.1.6 tcp_connecter.cpp/tcp_listener.cpp), an "
+       "accepted socket inheriting the listener's; with hwm10+buf4k the mute state comes within the pause."),
     _e("xpub-nodrop", "pubsub", "pause", "receiver", "no-loss", False,
        LIBZMQ_435 + "doc/zmq_setsockopt.txt#L1229-L1231",
        "A value of `1` returns an 'EAGAIN' error code if the\nSNDHWM is reached and ZMQ_DONTWAIT was used.",
-       "With --nowait the refused sends are counted as refused, not lost; without it the send blocks "
-       "until the subscriber drains. 4.1.6 has the option in code (xpub.cpp) but not in its man page.",
+       "With --nowait the refused sends are counted as refused, not lost (the run's would_block; "
+       "fault_verdicts leaves them out of the window's loss); without it the send blocks until the "
+       "subscriber drains (socket_base_t::send retries on EAGAIN unless ZMQ_DONTWAIT). The SNDHWM is "
+       "reached inside a pause only once the kernel's buffers are full: small ZMQ_SNDBUF/ZMQ_RCVBUF "
+       "(hwm10+buf4k+nodrop) make it. 4.1.6 has the option in code (xpub.cpp) but not in its man page.",
        options=("xpub-nodrop",)),
     # 6. REQ/REP with the REP killed.
     _e("req-rep-killed", "reqrep", "kill", "receiver", "hang-if-waiting", True,
