@@ -154,7 +154,7 @@ def _grid(run_dir: Path) -> Outcome:
     built = results.load_matrix(run_dir)
     grid = interop.build(built)
     results.write_text_atomic(run_dir / "interop.md", interop.markdown(grid))
-    results.write_text_atomic(run_dir / "interop.json", interop.to_json(grid))
+    interop.save(run_dir, grid)
     results.write_text_atomic(run_dir / "interop.html", report_interop.render(grid))
     say("Wrote %s (matrix.json, matrix.md, cells/) and interop.md, interop.json, interop.html" % run_dir)
     return Outcome(interop.table(grid, built).rstrip("\n"))

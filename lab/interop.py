@@ -14,18 +14,22 @@ import io
 import json
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from lab import results
 from lab.cells import VARIANTS, Cell
+from lab.errors import LabError
 from lab.matrix import Matrix
 from lab.render import LEGEND, cell_text, column_chunks, header_line, run_detail
 from lab.verdicts import INFRA, Verdict, describe_gap
 
 INTEROP_SCHEMA = "zmqlab.interop/1"
+INTEROP_FILE = "interop.json"
 
 
 def grid_label(cell: Cell) -> str:
@@ -138,6 +142,45 @@ def to_dict(grid: Grid) -> dict:
 
 def to_json(grid: Grid) -> str:
     return json.dumps(to_dict(grid), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save(run_dir: str | Path, grid: Grid) -> Path:
+    """<run_dir>/interop.json, checked against interop.schema.json before it is written (atomic:
+    a document that fails leaves the old file); the same text as to_json."""
+    return results.write_json_atomic(Path(run_dir) / INTEROP_FILE, to_dict(grid), "interop")
+
+
+def load(path_or_dir: str | Path) -> dict:
+    """An interop.json (or the one in a results directory), checked: missing, corrupt, foreign,
+    off-schema or inconsistent files are a one-line LabError naming the file."""
+    path = Path(path_or_dir)
+    if path.is_dir():
+        path = path / INTEROP_FILE
+    data = results.read_json(path, "interop")
+    problem = _inconsistency(data)
+    if problem:
+        raise LabError(f"{path} is inconsistent: {problem}")
+    return data
+
+
+def _inconsistency(data: dict) -> str:
+    """What the schema cannot say: every grid is pins x pins, each square where its sender and
+    receiver put it, each odd cell naming a grid and pins of the document."""
+    pins = data["pins"]
+    for label, rows in data["grids"].items():
+        if len(rows) != len(pins):
+            return f"grids.{label} has {len(rows)} rows, not {len(pins)} (one per pin)"
+        for i, row in enumerate(rows):
+            if len(row) != len(pins):
+                return f"grids.{label}[{i}] has {len(row)} squares, not {len(pins)} (one per pin)"
+            for j, sq in enumerate(row):
+                if sq is not None and (sq["sender"], sq["receiver"]) != (pins[i], pins[j]):
+                    return (f"grids.{label}[{i}][{j}] is {sq['sender']} -> {sq['receiver']}, "
+                            f"where {pins[i]} -> {pins[j]} belongs")
+    for k, o in enumerate(data["odd"]):
+        if o["label"] not in data["grids"] or o["sender"] not in pins or o["receiver"] not in pins:
+            return f"odd[{k}] names {o['label']}: {o['sender']} -> {o['receiver']}, which no grid holds"
+    return ""
 
 
 # ---- Markdown ----------------------------------------------------------------------------------

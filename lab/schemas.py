@@ -12,7 +12,7 @@ from pathlib import Path
 from lab.errors import LabError
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-KINDS = ("run", "verdict", "matrix", "baseline", "reproduce")
+KINDS = ("run", "verdict", "matrix", "baseline", "reproduce", "interop")
 # The `schema` field value each kind of document must carry.
 SCHEMA_IDS = {kind: f"zmqlab.{kind}/1" for kind in KINDS}
 

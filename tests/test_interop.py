@@ -13,6 +13,7 @@ import pytest
 from factories import make_verdict, target_rows
 from lab import interop
 from lab.cells import Cell
+from lab.errors import LabError
 from lab.matrix import build
 
 A, B, C = "pyzmq-25.1.2", "pyzmq-26.4.0", "pyzmq-27.3.0"
@@ -123,6 +124,80 @@ def test_html_is_self_contained_with_a_panel_behind_every_cell():
     assert f"pushpull: {A} → {B}" in panel and "first gap:" in panel and "<td>lost</td>" in panel
 
 
+# ---- interop.json against interop.schema.json ----------------------------------------------------
+
+def test_a_grid_saves_as_a_valid_interop_json_and_loads_back(tmp_path):
+    from lab import schemas
+    outcomes = dict(TWO)
+    outcomes[(B, A, "pushpull", "none")] = "skipped"                   # evidence without runs
+    outcomes[(A, A, "pushpull", "none")] = ["infra", "ok", "ok"]
+    del outcomes[(B, B, "pubsub", "xpub")]                              # a square never run: null
+    g = grid_of(outcomes)
+    assert schemas.problems("interop", interop.to_dict(g)) == []
+    path = interop.save(tmp_path, g)
+    assert path == tmp_path / "interop.json"
+    assert path.read_text() == interop.to_json(g)      # the text as before: only now checked
+    data = interop.load(tmp_path)
+    assert data["grids"]["pubsub+xpub"][1][1] is None and data["grids"]["pushpull"][1][0]["outcome"] == "skipped"
+    assert interop.load(path) == data
+
+
+def _one_line_error(path, match):
+    with pytest.raises(LabError, match=match) as e:
+        interop.load(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_corrupt_or_wrong_interop_json_is_a_one_line_error(tmp_path):
+    good = interop.to_dict(grid_of(TWO))
+    path = tmp_path / "interop.json"
+    path.write_text(interop.to_json(grid_of(TWO))[:200])
+    _one_line_error(path, r"interop.json is not valid JSON: line \d+ column \d+")
+    path.write_text(json.dumps(dict(good, schema="zmqlab.matrix/1")))
+    _one_line_error(path, r"is not a zmqlab interop file \(schema: 'zmqlab.matrix/1', expected zmqlab.interop/1\)")
+    path.write_text(json.dumps(dict(good, schema="zmqlab.interop/2")))
+    _one_line_error(path, r"is zmqlab.interop/2, this lab reads zmqlab.interop/1")
+    bad = json.loads(json.dumps(good))
+    bad["grids"]["pushpull"][0][1]["outcome"] = "fine"
+    path.write_text(json.dumps(bad))
+    _one_line_error(path, r"does not match interop.schema.json: grids.pushpull\[0\]\[1\].outcome: 'fine' is not one of")
+    bad = json.loads(json.dumps(good))
+    del bad["grids"]["pushpull"][1][0]["evidence"]["runs"]
+    path.write_text(json.dumps(bad))
+    _one_line_error(path, r"grids.pushpull\[1\]\[0\].evidence: 'runs' is a required property")
+    (tmp_path / "gone").mkdir()
+    _one_line_error(tmp_path / "gone", r"gone/interop.json does not exist")
+
+
+def test_an_interop_json_at_odds_with_itself_is_a_one_line_error(tmp_path):
+    good = interop.to_dict(grid_of(TWO))
+    path = tmp_path / "interop.json"
+    swapped = json.loads(json.dumps(good))
+    swapped["grids"]["pushpull"].reverse()                  # rows no longer in the pins' order
+    path.write_text(json.dumps(swapped))
+    _one_line_error(path, rf"is inconsistent: grids.pushpull\[0\]\[0\] is {B} -> {A}, where {A} -> {A} belongs")
+    short = json.loads(json.dumps(good))
+    short["grids"]["pushpull"][0].pop()
+    path.write_text(json.dumps(short))
+    _one_line_error(path, r"is inconsistent: grids.pushpull\[0\] has 1 squares, not 2 \(one per pin\)")
+    path.write_text(json.dumps(dict(good, pins=[A, B, C])))
+    _one_line_error(path, r"is inconsistent: grids.pubsub\+xpub has 2 rows, not 3 \(one per pin\)")
+    stray = json.loads(json.dumps(good))
+    stray["odd"][0]["receiver"] = C
+    path.write_text(json.dumps(stray))
+    _one_line_error(path, rf"is inconsistent: odd\[0\] names pushpull: {A} -> {C}, which no grid holds")
+
+
+def test_a_grid_the_schema_refuses_is_never_written(tmp_path):
+    g = grid_of(TWO)
+    interop.save(tmp_path, g)
+    before = (tmp_path / "interop.json").read_text()
+    broken = interop.Grid("", g.params, g.pins, g.labels, g.squares, g.versions)     # no run id
+    with pytest.raises(LabError, match=r"interop.json does not match interop.schema.json: run_id: '' should be non-empty"):
+        interop.save(tmp_path, broken)
+    assert (tmp_path / "interop.json").read_text() == before
+
+
 # ---- the real thing ----------------------------------------------------------------------------
 
 @pytest.mark.docker
@@ -144,7 +219,7 @@ def test_a_two_pin_grid_through_invoke_interop(tmp_path, engine_client):
     assert table[0] == f"| sender \\ receiver | {A} | {B} |" and len(table) == 3
     for line in table[1:]:
         assert len(re.findall(r"\[(?:\*\*)?(?:ok|LOST|MISORDERED|DEADLOCK|ERROR) 1/1", line)) == 2, line
-    data = json.loads((run_dir / "interop.json").read_text())
+    data = interop.load(run_dir)                     # as the lab wrote it: schema-valid and consistent
     senders = [row for row in data["grids"]["pushpull"]]
     assert [[sq["evidence"]["key"] for sq in row] for row in senders] == [
         [f"{A}/pushpull/tcp/default@containers", f"{A}>{B}/pushpull/tcp/default@containers"],
