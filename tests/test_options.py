@@ -381,3 +381,17 @@ def test_heartbeat_on_an_old_libzmq_ends_the_run_unsupported(local):
     assert report["outcome"] == "unsupported"
     assert "ZMQ_HEARTBEAT_IVL/TIMEOUT/TTL are new in libzmq 4.2.0" in report["reason"]
     assert "4.1.6" in report["reason"]
+
+
+# The verdict schema (lab/schemas/verdict.schema.json, another owner's) lists a cell's socket
+# options one by one and refuses others: until it knows sndbuf/rcvbuf, every run of a buf cell
+# fails when its verdict is saved. Strict: this test fails the day the schema learns them, so the
+# marker goes then.
+@pytest.mark.xfail(strict=True, reason="verdict.schema.json does not know sndbuf/rcvbuf yet")
+def test_a_verdict_of_a_cell_with_every_socket_option_is_valid():
+    from lab import schemas
+    from tests.factories import make_verdict
+    opts = SockOpts(heartbeat=(100, 300, 1000), immediate=True, reconnect_ivl=50, hwm=10, xpub_nodrop=True,
+                    sndbuf=4096, rcvbuf=8192)
+    cell = Cell("pyzmq-25.1.2", "pubsub", "tcp", sync="xpub", threads=4, msgs=50, sockopts=opts)
+    schemas.validate("verdict", make_verdict(["ok"], cell).to_dict())
