@@ -93,10 +93,12 @@ TOPOLOGY = {
     "receiver-target": "the receiver's pin, in its own container (implies --topology containers over tcp)",
 }
 FAULT = "a fault applied to one peer mid-run (containers; docs/faults.md): KIND:TARGET@WHEN+DURATION[=RATE], " \
-        "KIND pause, partition, reset, bandwidth (delay, loss need netem), TARGET receiver|sender, e.g. " \
-        "partition:receiver@1.5+2; needs --stall >= duration + 3"
+        "KIND pause, kill (kill -9, then started again), partition, reset, bandwidth (delay, loss need " \
+        "netem), TARGET receiver|sender, WHEN seconds after the receiver bound or afterK pings, e.g. " \
+        "partition:receiver@1.5+2, kill:rx@after300+1; needs --stall >= duration + 3"
 SOCKOPTS = "socket options as a label names them, '+'-joined: hbIVL[-TIMEOUT[-TTL]] (ms), immediate, rivlMS, " \
-           "hwmN, nodrop (pubsub --sync xpub); 'none' (default)"
+           "hwmN, bufN[k] (ZMQ_SNDBUF and RCVBUF; sndbufN[k], rcvbufN[k] one), nodrop (pubsub --sync xpub); " \
+           "'none' (default)"
 
 
 @task(help=dict(COMMON, **ENGINE, **TOPOLOGY, target="target name from pins.toml (see `invoke targets`)",

@@ -90,6 +90,9 @@ class Cell:
         elif self.variant not in variants:
             raise LabError(f"unknown variant {self.variant!r} for {self.pattern} "
                            f"(known: {_known(variants)})")
+        if self.variant in flags.RECEIVER_CONNECTS and self.topology != "containers":
+            raise LabError(f"variant {self.variant} needs topology containers: each sender socket binds "
+                           f"its own port of the sender's container, not {self.topology}")
         if not isinstance(self.poll, bool):
             raise LabError(f"poll must be true or false, not {self.poll!r}")
         if self.sync not in SYNC_MODES:
@@ -401,10 +404,15 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
                                     for topology in sorted(chosen_topologies, key=TOPOLOGIES.index):
                                         if transport not in TOPOLOGY_TRANSPORTS[topology]:
                                             continue
+                                        if variant in flags.RECEIVER_CONNECTS and topology != "containers":
+                                            continue        # its senders bind: containers only
                                         for fault in faults:
                                             if fault is None or topology == "containers":
                                                 cells.append(Cell(target, pattern, transport, variant, poll, sync,
                                                                   threads, msgs, topology, sender, opts, fault))
+    for v in wanted_variants or ():
+        if not any(c.variant == v for c in cells) and v in flags.RECEIVER_CONNECTS:
+            raise LabError(f"variant {v} needs --topology containers (its senders bind their own ports)")
     for opts in option_sets:
         if not any(c.sockopts == opts for c in cells):
             why = next((w for p in chosen_patterns for t in chosen_transports for s in syncs_for(p)

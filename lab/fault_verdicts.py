@@ -22,7 +22,7 @@ How a lost ping is placed (a seq sent, never received):
   join     outside every window, and before the thread's first delivered ping: its connection
            was not up yet (the PUB/SUB slow joiner; the lab's baseline loss, not the fault's).
   outside  every other lost ping.
-A ping sent in [start, end] and received after end is counted apart as `late`: delayed, not lost.
+A ping sent in [start, heal] and received after the heal (below) is counted apart as `late`: delayed, not lost.
 
 Refused sends are not lost. Under --nowait a send at the HWM fails with EAGAIN (ZMQ_XPUB_NODROP;
 a PUSH in its mute state): the seq was never sent, but the ping log has its send time (stamped
@@ -33,11 +33,15 @@ lost none, every seq of it that never arrived was refused, exactly. A thread wit
 told apart seq by seq: its refusals stay among its lost pings and are counted in
 `refused_unplaced`.
 
-Recovery of a thread: from end_ns to the first ping of that thread received at or after end_ns.
+Recovery of a thread: from the heal to the first ping of that thread received at or after it.
+The heal is when undoing began (`lifting_ns`: the unpause, the rules' removal, the restart),
+else end_ns: undoing itself can take hundreds of ms (an unpause returned after 137–437 ms on a
+loaded machine, with the whole backlog delivered before it did), and measured from its end a
+recovery would read ~0 ms and the backlog would not count as late.
 For a kill of the sender the killed incarnation sends nothing more; recovery is to the first
 ping of the next incarnation's thread with the same id. A thread "needed" recovery when it had
 pings sent from the window's start on, or pings it never sent. It "never recovered" when nothing
-of it arrived within the run's stall window after end_ns.
+of it arrived within the run's stall window after the heal.
 """
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ class WindowOutcome:
     error: Optional[str]
     lost_inside: int
     lost_inside_by_thread: tuple   # ((thread key, ((first seq, last seq), ...)), ...)
-    late: int                      # sent in [start, end], received after end
+    late: int                      # sent in [start, heal], received after the heal
     delivered_during: int          # received inside (start + grace, end): traffic did not stop
     recovery_ms: tuple             # ((thread key, ms), ...) for threads that needed and got it
     never_recovered: tuple         # thread keys
@@ -207,6 +211,11 @@ def _t0(report: dict, threads, windows) -> int:
     return windows[0].start_ns if windows else 0
 
 
+def _heal(w: Window) -> int:
+    """When undoing the fault began (see the module's docstring), else when it ended."""
+    return w.lifting_ns if w.lifting_ns is not None and w.end_ns is not None else w.end_ns
+
+
 def _incarnation_after(windows, index: int) -> int:
     """The sender incarnation that follows window `index` (1 + sender kills up to and including it)."""
     return 1 + sum(1 for w in windows[:index + 1] if w.kind == "kill" and w.target == "sender")
@@ -216,6 +225,7 @@ def _recovery(w: Window, index: int, windows, threads, stall_ns: int):
     """(((key, ms), ...), never-recovered keys) for one window; nothing when it was never undone."""
     if w.end_ns is None:
         return (), ()
+    heal = _heal(w)
     sender_kill = w.kind == "kill" and w.target == "sender"
     incarnation = _incarnation_after(windows, index) if sender_kill else None
     by_key = {(t.id, t.incarnation): t for t in threads}
@@ -232,12 +242,12 @@ def _recovery(w: Window, index: int, windows, threads, stall_ns: int):
             continue                            # everything was sent before the fault: nothing to recover
         source = by_key.get((t.id, incarnation)) if sender_kill else t
         key = source.key if source is not None else t.key
-        after = [r for r in (source.recv_ns if source else ()) if r is not None and r >= w.end_ns]
+        after = [r for r in (source.recv_ns if source else ()) if r is not None and r >= heal]
         first = min(after) if after else None
-        if first is None or first - w.end_ns > stall_ns:
+        if first is None or first - heal > stall_ns:
             never.append(key)
         else:
-            recovered.append((key, round((first - w.end_ns) / 1e6, 3)))
+            recovered.append((key, round((first - heal) / 1e6, 3)))
     return tuple(recovered), tuple(never)
 
 
@@ -315,8 +325,8 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
             if sent is None:
                 continue
             for i, w in enumerate(windows):
-                if (recv is not None and w.end_ns is not None and w.start_ns <= sent <= w.end_ns
-                        and recv > w.end_ns):
+                if (recv is not None and w.end_ns is not None and w.start_ns <= sent <= _heal(w)
+                        and recv > _heal(w)):
                     late[i] += 1
                 # surely in effect: from when applying returned to when undoing began (the
                 # injector's effective_ns/lifting_ns; else the window's edges, less the grace)
@@ -455,11 +465,19 @@ def judged(report: dict) -> Optional[dict]:
         return {"judged": "not-applied", "why": "; ".join("%s: %s" % (f.get("label") or f["kind"], f.get("error"))
                                                           for f in missing),
                 "explain": None, "outcome": None, "expectation": None}
+    sent = [x for t in threads_of(report) for x in t.sent_ns if x is not None]
+    over = [f for f in faults if f.get("end_ns") is not None and sent and f["end_ns"] < min(sent)]
+    if over and len(over) == len(faults):
+        # nothing was on its way while it lasted: the run says nothing about it
+        return {"judged": "not-applied", "why": "the fault was over before the first ping was sent",
+                "explain": None, "outcome": None, "expectation": None}
     outcome = analyse(report)
     params = report.get("params") or {}
     first = faults[0]
+    # the layout is a variant, not a socket option, but it changes which code path reconnects
+    layout = {"pub-binds"} if params.get("variant") == "pub-binds" else set()
     expectation = expectations.expected_for(params.get("pattern", ""), first["kind"], first["target"],
-                                            option_names(params.get("sockopts")), libzmq_of(report))
+                                            option_names(params.get("sockopts")) | layout, libzmq_of(report))
     if expectation is None:
         verdict, why = "no-promise", "no source speaks to this fault on this pattern/options/version"
     else:

@@ -5,7 +5,7 @@ lab/backends/faults.py.
 
 A spec reads KIND:TARGET@WHEN+DURATION[=RATE]:
 
-    partition:receiver@1.5+2      drop every packet of the receiver, 1.5 s into the run, for 2 s
+    partition:receiver@1.5+2      drop every packet of the receiver, 1.5 s after the receiver bound, for 2 s
     kill:sender@after200+1        kill -9 the sender once the receiver got 200 pings; back after 1 s
     bandwidth:receiver@1+3=1mbit  the receiver's traffic at 1 mbit/s each way, from 1 s for 3 s
     pause:rx@1+2                  docker pause (rx/tx are short for receiver/sender)
@@ -94,7 +94,7 @@ class FaultUnsupported(Exception):
 class Fault:
     kind: str
     target: str                       # "receiver" | "sender"
-    at_s: float | None                # seconds after the run's execs started ...
+    at_s: float | None                # seconds after the receiver bound (the timeline's t0) ...
     after_msgs: int | None            # ... or once the receiver got this many pings in total
     duration_s: float
     rate: str | None = None           # bandwidth "1mbit", delay "50ms", loss "10%"

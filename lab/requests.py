@@ -153,6 +153,8 @@ class RunSettings:
         # A containers cell's argv lacks the role and addresses: the backend adds them to each
         # container's copy. The receiver's own flags are what the run report states.
         role = ["--role", "receiver"] if cell.topology == "containers" else []
+        if cell.variant in flags.RECEIVER_CONNECTS:     # the sender's address, as the backend adds it
+            role += ["--sender-at", "tcp://sender:1"]
         try:
             return flags.parse(self.argv(cell) + role)
         except flags.FlagError as exc:

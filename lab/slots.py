@@ -21,7 +21,9 @@ from typing import Callable, Iterator
 # needs pyzmq); tests/test_slots.py checks they agree.
 STATE_ENV = "ZMQLAB_RUN_STATE"
 STATE_PREFIX = "zmqlab-run-state: "
-STATES = ("idle", "busy", "mark")    # mark: the receiver's K-th ping (a fault after K pings)
+# mark: the receiver's K-th ping (a fault after K pings); bound: the receiver is bound, the run's t0
+# (a fault at T seconds counts from there)
+STATES = ("idle", "busy", "mark", "bound")
 SPARE_WORKERS = 4          # runs alive per slot: the idle ones wait beside the busy one
 
 OnState = Callable[[str], None]

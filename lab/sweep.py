@@ -194,6 +194,12 @@ def write_reports(results_path: str | Path, html: bool, junit: bool,
         written.append(results.write_text_atomic(target / "report.html", report_html.render(m)))
     if junit:
         written.append(results.write_text_atomic(target / "junit.xml", report_junit.render(m)))
+    if html and (run_dir / "interop.json").exists():
+        # an interop run: its grid page again, from the same matrix; its interop.json is checked
+        # first, so a corrupt one is a one-line error rather than a page that disagrees with it
+        from lab import interop, report_interop
+        interop.load(run_dir)
+        written.append(results.write_text_atomic(target / "interop.html", report_interop.render(interop.build(m))))
     return written
 
 

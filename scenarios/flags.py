@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from scenarios.options import OptionError, from_args
 
@@ -23,6 +24,12 @@ SYNC_MODES = ("none", "xpub")
 # thread (as clientserver.cpp does), or one per thread.
 THREAD_SAFE = ("clientserver", "scattergather", "radiodish", "peer", "channel")
 VARIANTS = {p: ("shared", "per-thread") for p in THREAD_SAFE}
+# pub-binds: each sender thread's PUB binds and the receiver's SUB connects to them all: the
+# layout of libzmq#916 (a SUB reconnecting to a restarted, bound PUB resends its subscription).
+# Not the originals' (their SUB binds): only the lab's containers topology gives each side its
+# own address and fixed ports (--sender-bind / --sender-at).
+VARIANTS["pubsub"] = ("default", "pub-binds")
+RECEIVER_CONNECTS = ("pub-binds",)      # variants in which the receiver connects and senders bind
 # The originals' defaults (threads/common.h): what `python -m scenarios` does with no flags.
 SEED_SLEEP_S = 1.0          # sleepDuration: seconds between the senders' end and the shutdown
 SEED_LINGER_MS = 30000      # linger: ZMQ_LINGER on every socket createSocket() makes
@@ -110,6 +117,11 @@ def _parser():
                    help="receiver: append every message it takes to PATH (scenarios/journal.py), for "
                         "the receiver the lab starts in its place after a kill; a sender ignores it")
     p.add_argument("--connect", default=None, help="sender: the receiver's pattern endpoint")
+    p.add_argument("--sender-bind", default=None, metavar="tcp://ADDR:PORT",
+                   help="sender, --variant pub-binds: thread t binds its socket at PORT + t, the "
+                        "shutdown's at PORT + threads")
+    p.add_argument("--sender-at", default=None, metavar="tcp://HOST:PORT",
+                   help="receiver, --variant pub-binds: where the sender binds (PORT + t as above)")
     p.add_argument("--report", default=None, help="sender: the receiver's report channel endpoint")
     p.add_argument("--no-monitor", dest="monitor", action="store_false",
                    help="no socket-monitor events in the timeline (reproduce runs the seed's programs without them)")
@@ -175,6 +187,18 @@ def check_topology(args):
         raise FlagError("--topology containers is started by the lab, one --role per container")
     if args.role == "sender" and not (args.connect and args.report):
         raise FlagError("--role sender needs --connect and --report")
+    if args.variant in RECEIVER_CONNECTS:
+        want = {"sender": "--sender-bind", "receiver": "--sender-at"}.get(args.role)
+        if want is None:
+            raise FlagError("--variant %s needs --topology containers and --role (the lab gives "
+                            "each side its address)" % args.variant)
+        value = args.sender_bind if args.role == "sender" else args.sender_at
+        if not value or not re.fullmatch(r"tcp://[^:/]+:\d+", value) or \
+                int(value.rsplit(":", 1)[1]) + args.threads > 65535:
+            raise FlagError("--variant %s needs %s tcp://HOST:PORT (PORT + threads at most 65535)"
+                            % (args.variant, want))
+    elif args.sender_bind or args.sender_at:
+        raise FlagError("--sender-bind and --sender-at are for --variant %s" % ", ".join(RECEIVER_CONNECTS))
     if args.role != "sender" and (args.connect or args.report):
         raise FlagError("--connect and --report are for --role sender")
     if args.role != "receiver" and (args.bind or args.announce):

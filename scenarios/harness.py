@@ -102,7 +102,7 @@ class Ctl:
     watchdog always knows which call a stuck thread is in."""
 
     def __init__(self, run, record, blocking=False):
-        self.run, self.record, self.sync = run, record, run.args.sync
+        self.run, self.record, self.sync, self.variant = run, record, run.args.sync, run.args.variant
         # --poll is the originals' -poll: zmq_poll for POLLIN, 1 ms, on the *sending* socket.
         # Nothing ever arrives there, so each call waits its millisecond while libzmq runs the
         # socket's pending commands (the libzmq#2267 work-around). pubsub.cpp and pushpull.cpp
@@ -133,6 +133,17 @@ class Ctl:
         self.step("connect", sock.connect, endpoint)
         if self.poll_after_connect:
             self.step("poll", sock.poll, 1, zmq.POLLIN)
+
+    def bind_own(self, sock):
+        """--variant pub-binds: this thread's socket binds at --sender-bind's PORT + its thread
+        id (the shutdown's at PORT + threads), where the receiver's SUB connects to it; a
+        restarted sender binds the same ports again."""
+        args = self.run.args
+        host, port = args.sender_bind.rsplit(":", 1)
+        offset = self.record.id % args.threads if self.record.id >= 0 else args.threads
+        if self.record.connect_ns is None:
+            self.record.connect_ns = time.time_ns()
+        self.step("bind", sock.bind, "%s:%d" % (host, int(port) + offset))
 
     def send(self, sock, payload, **kw):
         """One ping: refused (EAGAIN under --nowait) is recorded, never raised. `kw` carries a
@@ -338,7 +349,7 @@ class Run:
         if self.incarnations > 1:
             return {"clock": "receiver, CLOCK_REALTIME ns", "threads": self.incarnation_pings()}
         return {"clock": "receiver, CLOCK_REALTIME ns",
-                "threads": [{"id": s.id, "sent_ns": (s.send_ns + [None] * msgs)[:msgs], "recv_ns": recv}
+                "threads": [_refused({"id": s.id, "sent_ns": (s.send_ns + [None] * msgs)[:msgs], "recv_ns": recv}, s)
                             for s, recv in zip(self.senders, self.recv_log)]}
 
     def incarnation_pings(self):
@@ -354,6 +365,7 @@ class Run:
                 entry.update(sent_ns=sent, recv_ns=recv, sent_upper_bound=bound)
             else:
                 entry.update(sent_ns=(s.send_ns + [None] * msgs)[:msgs], recv_ns=recv)
+                _refused(entry, s)
             out.append(entry)
         return out
 
@@ -422,13 +434,22 @@ class Run:
             # The originals' data socket: a SUB bound on tcp loopback that nobody feeds (their
             # fixed port 5101 becomes a port the OS picks, so parallel runs never collide).
             data = self.socket(zmq.SUB, side=None)
-            control.bind(self.args.bind or self.endpoint())
+            if self.args.variant in flags.RECEIVER_CONNECTS:
+                # the senders bind (--sender-at PORT + t, the shutdown's PORT + threads): connect
+                # to each now; libzmq retries every ZMQ_RECONNECT_IVL until it is there
+                host, port = self.args.sender_at.rsplit(":", 1)
+                for offset in range(self.args.threads + 1):
+                    control.connect("%s:%d" % (host, int(port) + offset))
+            else:
+                control.bind(self.args.bind or self.endpoint())
             data.bind("tcp://127.0.0.1:*")
             self.control_ep = control.getsockopt(zmq.LAST_ENDPOINT).decode()
             report = roles.ReportChannel(self) if self.role == "receiver" else None
             self.t0_ns = time.time_ns()
             if report and self.args.journal:
                 self.open_journal()
+            if report and self.args.incarnation == 1:
+                self.say_state("bound")     # a fault at T s counts from here, the timeline's t0
             self.bound.set()
             poller = zmq.Poller()
             poller.register(control, zmq.POLLIN)
@@ -547,7 +568,9 @@ class Run:
         # The receiver's side counts too: a sender that sends and closes at once may have its
         # monitor stopped before its connection completes, but the bound socket still sees
         # every connection it accepts (ACCEPTED: libzmq 4.1 on; one per sender socket here).
-        accepted = sum(1 for e in events if e["side"] == "receiver" and e["event"] == "ACCEPTED")
+        # (pub-binds: the receiver connects, so it is CONNECTED it sees, once per sender socket)
+        up_here = "CONNECTED" if self.args.variant in flags.RECEIVER_CONNECTS else "ACCEPTED"
+        accepted = sum(1 for e in events if e["side"] == "receiver" and e["event"] == up_here)
         sockets = 1 if self.args.variant == "shared" else self.args.threads + 1     # + the shutdown's
         sockets *= self.current         # a killed incarnation's connections were accepted too
         if accepted >= sockets:
@@ -743,6 +766,15 @@ class Run:
                     self.emit("watchdog", stalled=True)
             elif quiet > stall:
                 self.emit("watchdog", stalled=True)
+
+
+def _refused(entry, record):
+    """A ping-log entry with the seqs its sender's non-blocking sends gave up on (EAGAIN, from
+    its account): stamped before the call, never sent, they must not be judged lost
+    (lab/fault_verdicts.refused_seqs). Only when there are some: a plain run's log stays as it was."""
+    if record.refused:
+        entry["refused"] = sorted(record.refused)
+    return entry
 
 
 def monitor_lag(threads, events):

@@ -358,6 +358,20 @@ def test_faults_that_cannot_run_are_refused_with_the_reason(spec, topology, word
         Cell("pyzmq-25.1.2", "pushpull", "tcp", topology=topology, fault=parse(spec))
 
 
+def test_pub_binds_is_a_containers_only_pubsub_variant():
+    cell = Cell("pyzmq-25.1.2", "pubsub", "tcp", variant="pub-binds", topology="containers")
+    assert cell.key == "pyzmq-25.1.2/pubsub/tcp/pub-binds@containers"
+    assert cell.scenario_argv(2, 0)[cell.scenario_argv(2, 0).index("--variant") + 1] == "pub-binds"
+    with pytest.raises(LabError, match="variant pub-binds needs topology containers"):
+        Cell("pyzmq-25.1.2", "pubsub", "tcp", variant="pub-binds")
+    # 'all' variants skip it where it cannot run; asking for it there is an error
+    threads = expand(["pyzmq-25.1.2"], ["pubsub"], ["tcp"], variants="all", topologies="threads,containers")
+    assert {(c.variant, c.topology) for c in threads} >= {("default", "threads"), ("pub-binds", "containers")}
+    assert ("pub-binds", "threads") not in {(c.variant, c.topology) for c in threads}
+    with pytest.raises(LabError, match="variant pub-binds needs --topology containers"):
+        expand(["pyzmq-25.1.2"], ["pubsub"], ["tcp"], variants="pub-binds")
+
+
 def test_a_receiver_kill_journals_what_the_receiver_takes_and_a_sender_kill_expects_two_senders():
     from lab.faults import parse
     rx = Cell("pyzmq-25.1.2", "reqrep", "tcp", topology="containers", fault=parse("kill:rx@1+1")).scenario_argv(5, 0)

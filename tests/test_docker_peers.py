@@ -110,6 +110,20 @@ def test_the_roles_and_addresses_come_after_the_cells_flags():
                   "--report", "tcp://zmqlab-r-pyzmq-25.1.2-rx-abc:20005"]
 
 
+def test_in_the_pub_binds_layout_the_sender_binds_a_port_per_socket_and_the_receiver_connects_to_them():
+    from lab.backends.peers import Peers, peer_commands, sender_sockets
+    argv = ["--pattern", "pubsub", "--threads", 4, "--variant", "pub-binds"]
+    assert sender_sockets(argv) == 5 and sender_sockets(["--pattern", "pushpull", "--threads", "4"]) == 0
+    rx, tx = peer_commands(argv, "rx-host", 20004, "tx-host", 31000)
+    assert rx[-2:] == ["--sender-at", "tcp://tx-host:31000"] and tx[-2:] == ["--sender-bind", "tcp://0.0.0.0:31000"]
+    p = Peers()
+    p._init_peers()
+    blocks = [p._sender_ports(5) for _ in range(3)]
+    assert blocks == [20000, 20005, 20010]              # runs alive together never share a port
+    p._sender_cursor = 59998
+    assert p._sender_ports(5) == 20000                  # wraps before passing 60000
+
+
 def test_ports_two_per_run_never_shared_and_wrapping_below_60000():
     from lab.backends.peers import Peers
     p = Peers()

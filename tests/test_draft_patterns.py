@@ -136,7 +136,7 @@ def load(name, zmq, monkeypatch):
 
 def make_ctl(harness, ctx=None, pattern=None, poll=False, nowait=False, linger=30000):
     """The harness's own Ctl (what a pattern's code calls) on a minimal run."""
-    args = SimpleNamespace(sync="none", poll=poll, nowait=nowait, linger=linger)
+    args = SimpleNamespace(sync="none", variant="default", poll=poll, nowait=nowait, linger=linger)
     monitor = SimpleNamespace(watch=lambda sock, thread, side=None: None, settle=lambda thread: None)
     run = SimpleNamespace(args=args, last_progress=0.0, pattern=pattern, monitor=monitor)
     run.progress = lambda: setattr(run, "last_progress", time.monotonic())

@@ -227,3 +227,14 @@ def test_a_thread_with_refusals_and_losses_keeps_them_among_the_lost_unless_the_
     listed = fv.analyse(_nodrop_report(rows, recv1, refused_lists=[[2, 3, 4], [3]]))
     assert (listed.lost_inside, listed.refused, listed.refused_unplaced) == (1, 4, 0)
     assert listed.windows[0].lost_inside_by_thread == (("1", ((4, 4),)),)
+
+
+def test_the_pub_binds_layout_takes_the_reconnect_source_and_the_default_one_the_attach_source():
+    def block(variant):
+        report = _reset_report([500, 1500], [500.1, 1600])
+        report["faults"][0].update(kind="kill", target="sender")
+        report["params"].update(pattern="pubsub", variant=variant)
+        report["versions"] = {"libzmq": "4.3.5"}
+        return fv.judged(report)
+    assert "session_base.cpp#L576" in block("pub-binds")["expectation"]["source_url"]
+    assert "xsub.cpp" in block("default")["expectation"]["source_url"]

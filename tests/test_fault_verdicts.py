@@ -141,6 +141,24 @@ def test_a_req_stuck_on_a_request_the_killed_receiver_took_is_apart_from_one_stu
     assert fv.analyse(rep).windows[0].hung_after == ("0", "1")
 
 
+def test_recovery_and_late_count_from_when_undoing_began():
+    # an unpause that took 400 ms to return: the backlog came at 2100 ms, before it did
+    t = thread(0, [500, 1500, 1600], [500.1, 2100, 2101])
+    slow = window(end_ms=2450, lifting_ns=ns(2000))
+    w = fv.analyse(report([t], [slow])).windows[0]
+    assert dict(w.recovery_ms) == {"0": pytest.approx(100.0)} and w.late == 2
+    without = fv.analyse(report([t], [window(end_ms=2450)])).windows[0]
+    assert without.late == 0 and without.never_recovered == ("0",)    # measured from the end: nothing after it
+
+
+def test_a_fault_over_before_the_first_ping_is_not_applied():
+    early = report([thread(0, [2500, 2600], [2500.1, 2600.1])], [window(start_ms=500, end_ms=2000)])
+    assert fv.judged(early)["judged"] == "not-applied"
+    assert "over before the first ping" in fv.judged(early)["why"]
+    during = report([thread(0, [1500, 2600], [1500.1, 2600.1])], [window(start_ms=500, end_ms=2000)])
+    assert fv.judged(during)["judged"] != "not-applied"
+
+
 def test_window_never_undone_has_no_recovery():
     t = thread(0, [500, 1500, 2500], [500.1, None, None])
     out = fv.analyse(report([t], [window(end_ms=None, undone=False, error="sidecar gone")]))

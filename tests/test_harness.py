@@ -134,6 +134,19 @@ def test_nowait_refusals_are_counted_apart_from_losses(local):
         assert r.outcome != "lost" or sum(t["missing"] for t in rows) or not r.report["shutdown_received"]
 
 
+def test_the_ping_log_lists_the_refused_seqs_so_a_fault_verdict_never_calls_them_lost(local):
+    verdict = run(local, "pair", "tcp", threads=2, msgs=20, repeat=3, nowait=True, extra_flags=("--ping-log",))
+    seen = 0
+    for r in verdict.runs:
+        rows = {t["id"]: t for t in r.report["threads"]}
+        for t in r.report["pings"]["threads"]:
+            refused = t.get("refused", [])
+            assert len(refused) == rows[t["id"]]["would_block"], (t, rows[t["id"]])
+            assert all(t["recv_ns"][q - 1] is None for q in refused)    # never sent: never received
+            seen += len(refused)
+    assert seen > 0
+
+
 def test_clientserver_on_stock_wheel_is_unsupported_with_reason(local):
     verdict = run(local, "clientserver", repeat=3)
     assert verdict.worst == "unsupported" and verdict.n == 1
@@ -174,3 +187,28 @@ def test_a_reader_that_went_away_does_not_keep_the_scenario_alive(local):
                                 stderr=subprocess.DEVNULL)
         proc.stdout.close()                                 # the reader is gone before the report
         assert proc.wait(timeout=30) == 0
+
+
+PUB_BINDS = ["--pattern", "pubsub", "--transport", "tcp", "--topology", "containers", "--variant", "pub-binds",
+             "--threads", "4"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--pattern", "pubsub", "--transport", "tcp", "--variant", "pub-binds"], "needs --topology containers and --role"),
+    (PUB_BINDS + ["--role", "receiver"], "needs --sender-at tcp://HOST:PORT"),
+    (PUB_BINDS + ["--role", "sender", "--connect", "tcp://a:1", "--report", "tcp://a:2"], "needs --sender-bind"),
+    (PUB_BINDS + ["--role", "receiver", "--sender-at", "tcp://tx:65533"], "at most 65535"),
+    (PUB_BINDS + ["--role", "receiver", "--sender-at", "tx:20000"], "needs --sender-at"),
+    (["--pattern", "pushpull", "--transport", "tcp", "--topology", "containers", "--role", "receiver",
+      "--sender-at", "tcp://tx:1"], "are for --variant pub-binds"),
+])
+def test_the_pub_binds_layout_needs_each_sides_address(argv, says):
+    from scenarios import flags
+    with pytest.raises(flags.FlagError, match=says):
+        flags.parse(argv)
+
+
+def test_the_pub_binds_layout_parses_with_its_addresses():
+    from scenarios import flags
+    args = flags.parse(PUB_BINDS + ["--role", "receiver", "--sender-at", "tcp://tx:20000"])
+    assert (args.variant, args.sender_at, args.sender_bind) == ("pub-binds", "tcp://tx:20000", None)

@@ -228,3 +228,18 @@ def test_a_two_pin_grid_through_invoke_interop(tmp_path, engine_client):
     assert "sender \\ receiver" in proc.stdout and "odd cells" in proc.stdout
     ours = {"label": f"org.zmqlab.run={run_dir.name}"}
     assert engine_client.containers.list(all=True, filters=ours) == [] and engine_client.networks.list(filters=ours) == []
+
+
+def test_report_on_an_interop_run_writes_its_grid_page_again_and_refuses_a_corrupt_interop_json(tmp_path):
+    from lab import results, sweep
+    verdicts = [make_verdict(o, cell(s, r, p, y)) for (s, r, p, y), o in TWO.items()]
+    m = build("20261127-120000-abcd", "docker", verdicts, targets=target_rows((A, B)),
+              params={"repeat": 3, "threads": 4, "msgs": 50, "interop": [A, B], "jobs": 2})
+    results.save_matrix(tmp_path, m)
+    interop.save(tmp_path, interop.build(m))
+    written = sweep.write_reports(tmp_path, html=True, junit=False)
+    assert tmp_path / "interop.html" in written and "pushpull" in (tmp_path / "interop.html").read_text()
+    (tmp_path / "interop.json").write_text("{")
+    with pytest.raises(LabError, match="interop.json is not valid JSON"):
+        sweep.write_reports(tmp_path, html=True, junit=False)
+    assert sweep.write_reports(tmp_path, html=False, junit=True) == [tmp_path / "junit.xml"]

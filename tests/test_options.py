@@ -383,11 +383,9 @@ def test_heartbeat_on_an_old_libzmq_ends_the_run_unsupported(local):
     assert "4.1.6" in report["reason"]
 
 
-# The verdict schema (lab/schemas/verdict.schema.json, another owner's) lists a cell's socket
-# options one by one and refuses others: until it knows sndbuf/rcvbuf, every run of a buf cell
-# fails when its verdict is saved. Strict: this test fails the day the schema learns them, so the
-# marker goes then.
-@pytest.mark.xfail(strict=True, reason="verdict.schema.json does not know sndbuf/rcvbuf yet")
+# The verdict schema (lab/schemas/verdict.schema.json) lists a cell's socket options one by one
+# and refuses others: an option it does not know makes every run of such a cell fail when its
+# verdict is saved (sndbuf/rcvbuf did, until the schema learned them).
 def test_a_verdict_of_a_cell_with_every_socket_option_is_valid():
     from lab import schemas
     from tests.factories import make_verdict

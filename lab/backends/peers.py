@@ -22,7 +22,7 @@ the report channel and retries), so nothing orders them here.
 
 Faults (lab/faults.py, docs/faults.md): a cell's fault is applied to its peer's container by
 the backend's one FaultInjector (lab/backends/faults.py) from a thread of the run (FaultTimer),
-at its time after the execs started, and undone after its duration or as soon as both
+at its time after the receiver bound (its "bound" state line), and undone after its duration or as soon as both
 processes ended; the windows (host clock, which on one machine is the receiver's) come back
 in PeerResult.faults. A fault the engine's kernel cannot make is refused before the run
 starts (FaultUnsupported: the run is `unsupported` with the probe's reason). close() undoes
@@ -47,6 +47,7 @@ from lab.engine import PYTHON
 from lab.errors import LabError
 from lab.faults import SHORT, Fault
 from lab.targets import Target
+from scenarios.flags import RECEIVER_CONNECTS
 
 if TYPE_CHECKING:
     from lab.backends.faults import FaultInjector
@@ -56,6 +57,7 @@ ROLES = ("rx", "tx")
 KILL_GRACE_S = 5.0         # how long a killed peer's exec may take to report its end
 PORT_BASE = 20000          # the receiver binds P and P+1; below the kernel's ephemeral range ...
 PORT_SLOTS = 20000         # ... and below 60000 after wrapping: P + 1 <= 59999
+SENDER_PORT_BASE, SENDER_PORT_END = 20000, 60000    # pub-binds: the sender container's own range
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -86,14 +88,28 @@ def create_network(client: Any, name: str, labels: dict[str, str]) -> str:
     return name
 
 
-def peer_commands(argv: Sequence[str], receiver_host: str, port: int) -> tuple[list[str], list[str]]:
+def peer_commands(argv: Sequence[str], receiver_host: str, port: int, sender_host: str = "",
+                  sender_port: int = 0) -> tuple[list[str], list[str]]:
     """The receiver's and the sender's command lines: the cell's flags, then the role flags
-    and the addresses (pattern socket on `port`, report channel on `port` + 1)."""
+    and the addresses (pattern socket on `port`, report channel on `port` + 1; with
+    `sender_port`, the pub-binds layout: the sender's sockets bind from there, one port each)."""
     cell = [PYTHON, "-m", "scenarios", *map(str, argv)]
-    return ([*cell, "--role", "receiver", "--bind", f"tcp://0.0.0.0:{port}",
-             "--report-bind", f"tcp://0.0.0.0:{port + 1}"],
-            [*cell, "--role", "sender", "--connect", f"tcp://{receiver_host}:{port}",
-             "--report", f"tcp://{receiver_host}:{port + 1}"])
+    rx = [*cell, "--role", "receiver", "--bind", f"tcp://0.0.0.0:{port}", "--report-bind", f"tcp://0.0.0.0:{port + 1}"]
+    tx = [*cell, "--role", "sender", "--connect", f"tcp://{receiver_host}:{port}",
+          "--report", f"tcp://{receiver_host}:{port + 1}"]
+    if sender_port:
+        rx += ["--sender-at", f"tcp://{sender_host}:{sender_port}"]
+        tx += ["--sender-bind", f"tcp://0.0.0.0:{sender_port}"]
+    return rx, tx
+
+
+def sender_sockets(argv: Sequence[str]) -> int:
+    """How many ports the sender binds: threads + 1 (the shutdown's) in a layout where the
+    receiver connects (scenarios/flags.py RECEIVER_CONNECTS), else none."""
+    argv = [str(a) for a in argv]
+    if "--variant" not in argv or argv[argv.index("--variant") + 1] not in RECEIVER_CONNECTS:
+        return 0
+    return int(argv[argv.index("--threads") + 1]) + 1
 
 
 def _not_applied(fault: Fault, why: str) -> dict:
@@ -103,15 +119,18 @@ def _not_applied(fault: Fault, why: str) -> dict:
 
 
 class FaultTimer(threading.Thread):
-    """One run's faults: each applied at `at_s` after `t0` (monotonic), undone `duration_s`
+    """One run's faults: each applied at `at_s` after the receiver said it is bound (`bound`:
+    the timeline's t0; counting from the execs' start let a slow container start eat a
+    fault's time, measured: a pause over before the receiver had bound), undone `duration_s`
     later, or at once when the run ends first (`ended`); one that never got its turn is
     recorded with that error rather than dropped."""
 
     def __init__(self, injector: FaultInjector, faults: Sequence[Fault], peers: dict[str, Any],
-                 t0: float, ended: threading.Event, kill: Callable[[str], str] | None = None,
+                 bound: threading.Event, ended: threading.Event, kill: Callable[[str], str] | None = None,
                  restart: Callable[[str, int], str] | None = None, marked: threading.Event | None = None):
         super().__init__(name="zmqlab-faults", daemon=True)
-        self.injector, self.faults, self.peers, self.t0, self.ended = injector, faults, peers, t0, ended
+        self.injector, self.faults, self.peers, self.bound, self.ended = injector, faults, peers, bound, ended
+        self.t0: float | None = None
         self.marked = marked or threading.Event()   # the receiver's K-th ping (--mark-after)
         self.kill, self.restart = kill, restart
         self.windows: list[dict] = []
@@ -137,6 +156,11 @@ class FaultTimer(threading.Thread):
     def _turn_missed(self, fault: Fault) -> bool:
         """Wait for the fault's time (or the receiver's K-th ping); True when the run ended first."""
         if fault.after_msgs is None:
+            if self.t0 is None:
+                while not self.bound.wait(0.02):
+                    if self.ended.is_set():
+                        return True
+                self.t0 = time.monotonic()
             return self.ended.wait(max(0.0, self.t0 + (fault.at_s or 0.0) - time.monotonic()))
         while not self.marked.wait(0.02):
             if self.ended.is_set():
@@ -168,6 +192,7 @@ class Peers:
         self._network: str | None = None
         self._network_lock = threading.Lock()
         self._pairs = itertools.count()
+        self._sender_cursor = SENDER_PORT_BASE      # pub-binds: the next free block of sender ports
         self._injector: FaultInjector | None = None
 
     def _faults(self: DockerBackend) -> FaultInjector:
@@ -186,6 +211,15 @@ class Peers:
 
     def _next_port(self) -> int:
         return PORT_BASE + 2 * (next(self._pairs) % PORT_SLOTS)   # count() is atomic under the GIL
+
+    def _sender_ports(self, count: int) -> int:
+        """The first of `count` ports for a run's sender sockets to bind (pub-binds); blocks go
+        round the range, so runs alive together in one sender container never share one."""
+        with self._network_lock:
+            if self._sender_cursor + count > SENDER_PORT_END:
+                self._sender_cursor = SENDER_PORT_BASE
+            first, self._sender_cursor = self._sender_cursor, self._sender_cursor + count
+            return first
 
     def _peer_network(self: DockerBackend) -> str:
         """The run's network, created on first use."""
@@ -233,7 +267,9 @@ class Peers:
         peers = {"receiver": rx, "sender": tx}
         for fault in faults:        # refused before anything runs: no half-made fault run
             self._faults().check(fault, peers[fault.target])
-        rx_cmd, tx_cmd = peer_commands(argv, rx.name, self._next_port())
+        binds = sender_sockets(argv)
+        rx_cmd, tx_cmd = peer_commands(argv, rx.name, self._next_port(), tx.name,
+                                       self._sender_ports(binds) if binds else 0)
         try:
             rx_res, tx_res, windows = self._exec_pair(rx, tx, rx_cmd, tx_cmd, timeout, on_state, faults, peers)
         except Refused as refused:
@@ -274,11 +310,13 @@ class Peers:
         results: list[Any] = [None, None]
         current = list(execs)               # the exec each role runs now (a restart replaces it)
 
-        marked = threading.Event()
+        marked, bound = threading.Event(), threading.Event()
 
-        def rx_state(state: str) -> None:       # the receiver's state lines: slots, and marks
+        def rx_state(state: str) -> None:       # the receiver's state lines: slots, marks, t0
             if state == "mark":
                 marked.set()
+            elif state == "bound":
+                bound.set()
             elif on_state is not None:
                 on_state(state)
 
@@ -319,7 +357,7 @@ class Peers:
             return f"started again in {container.name} with --incarnation {incarnation}"
 
         ended = threading.Event()
-        timer = FaultTimer(self._faults(), faults, peers or {}, time.monotonic(), ended,
+        timer = FaultTimer(self._faults(), faults, peers or {}, bound, ended,
                            kill=kill, restart=restart, marked=marked) if faults else None
         for t in threads:
             t.start()
