@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
 from lab import fault_verdicts, schemas
-from lab.backends.local import REPO
 from scenarios import flags, journal
+from tests.test_incarnations import Lab
 
 BASE = ["--transport", "tcp", "--threads", "3", "--msgs", "200", "--sleep", "0", "--quiet",
         "--topology", "processes", "--rate", "100", "--ping-log", "--full-drain"]
@@ -35,9 +34,9 @@ def free_ports():
     raise RuntimeError("no two consecutive free ports on loopback")
 
 
-class Run:
+class Run(Lab):
     """The receiver (restartable) and one sender, each in its own process group; whatever is
-    still alive at the end is killed by its own pid (nothing else)."""
+    still alive at the end is killed by its own pid (nothing else: Lab.close)."""
 
     def __init__(self, local, tmp_path, pattern, extra=()):
         backend, target = local
@@ -47,15 +46,9 @@ class Run:
         self.rx_cmd = self.cmd + ["--role", "receiver", "--bind", f"tcp://127.0.0.1:{port}",
                                   "--report-bind", f"tcp://127.0.0.1:{port + 1}", "--journal", self.journal]
         self.procs = []
-        self.receiver = self.start(self.rx_cmd)
-        self.sender = self.start(self.cmd + ["--role", "sender", "--connect", f"tcp://127.0.0.1:{port}",
-                                             "--report", f"tcp://127.0.0.1:{port + 1}"])
-
-    def start(self, cmd):
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        self.procs.append(proc)
-        return proc
+        self.receiver = self.start([], self.rx_cmd)
+        self.sender = self.start(["--role", "sender", "--connect", f"tcp://127.0.0.1:{port}",
+                                  "--report", f"tcp://127.0.0.1:{port + 1}"])
 
     def taken(self, n, deadline_s=20.0):
         """Wait until the receiver's journal holds n messages (a loaded machine starts slowly)."""
@@ -77,19 +70,9 @@ class Run:
         gone_at = time.time_ns()
         time.sleep(down_s)
         restarted_at = time.time_ns()
-        self.receiver = self.start(self.rx_cmd + ["--incarnation", "2"])
+        self.receiver = self.start(["--incarnation", "2"], self.rx_cmd)
         return {"kind": "kill", "target": "receiver", "start_ns": killed_at, "effective_ns": gone_at,
                 "lifting_ns": restarted_at, "end_ns": restarted_at, "undone": True, "error": None}
-
-    def report(self, timeout=30):
-        out = self.receiver.communicate(timeout=timeout)[0].decode()
-        return json.loads(out.splitlines()[-1])
-
-    def close(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
