@@ -207,6 +207,16 @@ EXPECTATIONS = (
     _e("mixed-pub-kill", "pubsub", "kill", "sender", "bounded-loss", True, *_MIXED_SUB,
        "The reverse: a restarted 4.3.5 PUB against a 4.1.6 SUB, the same negotiation. Inferred from the "
        "code; no maintainer statement on this pair.", libzmq="4.3.5->4.1.6"),
+    # ... and in #916's layout (--variant pub-binds), where the SUB reconnects: both versions
+    # resend through the same hiccup (session_base.cpp, entries above), over the negotiated ZMTP
+    _e("mixed-pub-kill", "pubsub", "kill", "sender", "bounded-loss", True, *_MIXED_SUB,
+       "The SUB (4.3.5) reconnects to the restarted 4.1.6 PUB and resends its subscription through the "
+       "hiccup both versions' session_base.cpp have; the connection speaks ZMTP 3.0, so it goes as a "
+       "message, not a command. Inferred from the code; no maintainer statement on this pair.",
+       options=("pub-binds",), libzmq="4.1.6->4.3.5"),
+    _e("mixed-pub-kill", "pubsub", "kill", "sender", "bounded-loss", True, *_MIXED_SUB,
+       "The reverse: a 4.1.6 SUB reconnecting to a restarted 4.3.5 PUB, the same path. Inferred from "
+       "the code; no maintainer statement on this pair.", options=("pub-binds",), libzmq="4.3.5->4.1.6"),
     # 8. Short receiver pause, bandwidth limit.
     _e("push-pause-short", "pushpull", "pause", "receiver", "no-loss", False, *_PUSH_BLOCKS,
        "A pause under the HWM only delays: PUSH blocks in its mute state and never discards."),

@@ -238,3 +238,10 @@ def test_the_pub_binds_layout_takes_the_reconnect_source_and_the_default_one_the
         return fv.judged(report)
     assert "session_base.cpp#L576" in block("pub-binds")["expectation"]["source_url"]
     assert "xsub.cpp" in block("default")["expectation"]["source_url"]
+
+
+def test_a_mixed_pair_in_the_pub_binds_layout_has_its_own_promise():
+    e = ex.expected_for("pubsub", "kill", "sender", {"pub-binds"}, "4.1.6->4.3.5")
+    assert e.scenario_id == "mixed-pub-kill" and e.options == frozenset({"pub-binds"})
+    assert ex.expected_for("pubsub", "kill", "sender", set(), "4.1.6->4.3.5").options == frozenset()
+    assert ex.expected_for("pubsub", "kill", "sender", {"pub-binds"}, "4.3.5->4.1.6").libzmq == "4.3.5->4.1.6"
