@@ -100,6 +100,9 @@ SOCKOPTS = "socket options as a label names them, '+'-joined: hbIVL[-TIMEOUT[-TT
            "hwmN, bufN[k] (ZMQ_SNDBUF and RCVBUF; sndbufN[k], rcvbufN[k] one), nodrop (pubsub --sync xpub); " \
            "'none' (default)"
 
+NOWAIT = "send the pings with ZMQ_DONTWAIT (the originals' default is blocking): a full queue refuses " \
+         "with EAGAIN, counted apart from loss (e.g. XPUB_NODROP under a paused subscriber)"
+
 
 @task(help=dict(COMMON, **ENGINE, **TOPOLOGY, target="target name from pins.toml (see `invoke targets`)",
                 pattern="pair, pubsub, pushpull, clientserver, routerdealer, scattergather, radiodish, peer or channel",
@@ -111,16 +114,17 @@ SOCKOPTS = "socket options as a label names them, '+'-joined: hbIVL[-TIMEOUT[-TT
                 json="also write the verdict JSON to this path",
                 timeout="hard per-run bound in seconds (default: derived from the cell)",
                 inject="TEST ONLY fault: drop:[T:]K, dup:K, swap:K, block-sender, raise", sockopts=SOCKOPTS,
-                fault=FAULT + " ('none' default)"))
+                fault=FAULT + " ('none' default)", nowait=NOWAIT))
 @lab_task
 def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", variant="", threads=10, msgs=1000,
              poll=False, sync="none", sleep=1.0, stall=2.0, repeat=5, backend="auto", json=None,
              timeout=0.0, inject=None, topology="threads", sender_target=None, receiver_target=None, engine="",
-             sockopts="none", fault="none"):
+             sockopts="none", fault="none", nowait=False):
     """Run one cell (target x pattern x transport x options) --repeat times; print its verdict."""
     return app.scenario(app.ScenarioRequest.from_cli(target, pattern, transport, variant, threads, msgs, poll,
                                                      sync, sleep, stall, repeat, backend, json, timeout, inject,
-                                                     topology, sender_target, receiver_target, sockopts, fault))
+                                                     topology, sender_target, receiver_target, sockopts, fault,
+                                                     nowait))
 
 
 @task(help=dict(COMMON, **ENGINE, **TOPOLOGY, targets="comma list of targets, or 'all' (default: a quick, useful set)",
@@ -133,19 +137,20 @@ def scenario(c, target="pyzmq-25.1.2", pattern="pubsub", transport="tcp", varian
                 jobs="runs busy at once (default 1; more than the cores changes what a race does); a run "
                      "waiting out its stall window frees its slot (lab/slots.py)",
                 sockopts="comma list of socket-option sets, each " + SOCKOPTS,
-                faults="comma list of faults ('none': the cell without one), each " + FAULT))
+                faults="comma list of faults ('none': the cell without one), each " + FAULT,
+                nowait=NOWAIT + "; every cell of the sweep"))
 @lab_task
 def matrix(c, targets=D["targets"], patterns=D["patterns"], transports=D["transports"],
            variants=D["variants"], poll=D["poll"], sync=D["sync"], threads=D["threads"], msgs=D["msgs"],
            repeat=D["repeat"], stall=D["stall"], sleep=D["sleep"], backend="auto", out="results", resume=None,
            topology=D["topology"], sender_target=None, receiver_target=None, engine="", jobs=1, sockopts="none",
-           faults="none"):
+           faults="none", nowait=False):
     """Run every cell of targets x patterns x transports x options; print the matrix, write matrix.json/.md."""
     if resume is not None:
         return app.resume(resume, backend)
     return app.matrix(app.SweepRequest.from_cli(targets, patterns, transports, variants, poll, sync, threads,
                                                 msgs, repeat, stall, sleep, backend, out, None, topology,
-                                                sender_target, receiver_target, jobs, sockopts, faults))
+                                                sender_target, receiver_target, jobs, sockopts, faults, nowait))
 
 
 @task(help=dict(COMMON, **ENGINE, targets="comma list of targets, or 'all' (default: every pin that can be built here)",

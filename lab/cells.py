@@ -76,6 +76,9 @@ class Cell:
     sender: str = ""               # the sender's target when it is not `target` (the receiver's)
     sockopts: SockOpts = SockOpts()    # none by default: the cell of every earlier run
     fault: Fault | None = None         # applied to one peer mid-run (containers only)
+    # pings sent with ZMQ_DONTWAIT (--nowait): a full queue refuses with EAGAIN, counted apart
+    # from loss (XPUB_NODROP's promise: lab/expectations.py xpub-nodrop)
+    nowait: bool = False
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -93,6 +96,8 @@ class Cell:
         if self.variant in flags.RECEIVER_CONNECTS and self.topology != "containers":
             raise LabError(f"variant {self.variant} needs topology containers: each sender socket binds "
                            f"its own port of the sender's container, not {self.topology}")
+        if not isinstance(self.nowait, bool):
+            raise LabError(f"nowait must be true or false, not {self.nowait!r}")
         if not isinstance(self.poll, bool):
             raise LabError(f"poll must be true or false, not {self.poll!r}")
         if self.sync not in SYNC_MODES:
@@ -139,7 +144,7 @@ class Cell:
         """Variant, then '+poll', then '+xpub', then the socket options ('+hb100-300',
         '+immediate', '+rivl50', '+hwm10', '+nodrop'): the label of every topology."""
         return self.variant + ("+poll" if self.poll else "") + ("+xpub" if self.sync == "xpub" else "") \
-            + self.sockopts.label + (self.fault.key if self.fault else "")
+            + ("+nowait" if self.nowait else "") + self.sockopts.label + (self.fault.key if self.fault else "")
 
     @property
     def fault_span_s(self) -> float:
@@ -184,7 +189,7 @@ class Cell:
         first), topology (as in the constants): a variant's topologies stand side by side."""
         return (PATTERNS.index(self.pattern), TRANSPORTS.index(self.transport),
                 VARIANTS[self.pattern].index(self.variant), SYNC_MODES.index(self.sync), int(self.poll),
-                self.sockopts.label, TOPOLOGIES.index(self.topology), self.fault.key if self.fault else "")
+                int(self.nowait), self.sockopts.label, TOPOLOGIES.index(self.topology), self.fault.key if self.fault else "")
 
     def scenario_argv(self, stall: float, sleep: float, extra: Sequence[str] = ()) -> list[str]:
         """Arguments for `python -m scenarios` that run exactly this cell."""
@@ -192,6 +197,8 @@ class Cell:
                 "--threads", str(self.threads), "--msgs", str(self.msgs)]
         if self.poll:
             argv.append("--poll")
+        if self.nowait:
+            argv.append("--nowait")
         if self.sync != "none":
             argv += ["--sync", self.sync]
         if self.variant != "default":
@@ -228,6 +235,8 @@ class Cell:
             data["sockopts"] = self.sockopts.to_dict()
         else:
             del data["sockopts"]
+        if not self.nowait:
+            del data["nowait"]
         if self.fault is not None:
             data["fault"] = self.fault.to_dict()
         else:
@@ -248,7 +257,7 @@ class Cell:
             raise LabError(f"cell description has bad socket options: {exc}") from None
         fault = Fault.from_dict(data["fault"]) if data.get("fault") else None
         return cls(**fields, topology=data.get("topology", "threads"), sender=data.get("sender", ""),
-                   sockopts=sockopts, fault=fault)
+                   sockopts=sockopts, fault=fault, nowait=data.get("nowait", False))
 
 
 def _num(value: float) -> str:
@@ -323,7 +332,7 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
            topologies: Sequence[str] | str = ("threads",),
            senders: Sequence[object] = (),
            sockopts: Sequence[SockOpts] | str = (SockOpts(),),
-           faults: Sequence[Fault | None] = (None,)) -> tuple[Cell, ...]:
+           faults: Sequence[Fault | None] = (None,), nowait: bool = False) -> tuple[Cell, ...]:
     """Every cell of the sweep, targets in the given (pin) order, the rest in canonical order.
 
     Per-pattern axes collapse where they do not apply, so `--sync none,xpub --patterns all`
@@ -344,6 +353,7 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
                          to none of the chosen cells is an error naming why
       faults=[...]    -> each fault (None: none) on every containers cell; a fault asked for
                          without the containers topology is an error
+      nowait=True     -> every cell sends its pings with ZMQ_DONTWAIT (refusals counted apart)
     """
     _check_count("threads", threads)
     _check_count("msgs", msgs)
@@ -409,7 +419,8 @@ def expand(targets: Sequence[object], patterns: Sequence[str] | str = PATTERNS,
                                         for fault in faults:
                                             if fault is None or topology == "containers":
                                                 cells.append(Cell(target, pattern, transport, variant, poll, sync,
-                                                                  threads, msgs, topology, sender, opts, fault))
+                                                                  threads, msgs, topology, sender, opts, fault,
+                                                                  nowait))
     for v in wanted_variants or ():
         if not any(c.variant == v for c in cells) and v in flags.RECEIVER_CONNECTS:
             raise LabError(f"variant {v} needs --topology containers (its senders bind their own ports)")

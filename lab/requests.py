@@ -175,11 +175,13 @@ class Axes:
     topologies: tuple[str, ...] = ("threads",)
     sockopts: tuple[SockOpts, ...] = (SockOpts(),)
     faults: tuple[Fault | None, ...] = (None,)
+    nowait: bool = False            # every cell's pings with ZMQ_DONTWAIT (not an axis: one or the other)
 
     @classmethod
     def from_cli(cls, patterns: str = "all", transports: str = "all", variants: str = "primary",
                  poll: str = "both", sync: str = "none", sync_is_default: bool = False,
-                 topology: str = "threads", sockopts: str = "none", faults: str = "none") -> "Axes":
+                 topology: str = "threads", sockopts: str = "none", faults: str = "none",
+                 nowait: bool = False) -> "Axes":
         chosen = parse_list(patterns, PATTERNS, "pattern")
         syncs = parse_list(sync, ("none", "xpub"), "sync mode")
         if sync_is_default and not set(chosen) & set(XPUB_PATTERNS):
@@ -188,13 +190,13 @@ class Axes:
             variants = tuple(v.strip() for v in variants.split(",") if v.strip())
         return cls(chosen, parse_list(transports, TRANSPORTS, "transport"), variants,
                    parse_poll_modes(poll), syncs, parse_list(topology, TOPOLOGIES, "topology"),
-                   parse_sockopts(sockopts), parse_faults(faults))
+                   parse_sockopts(sockopts), parse_faults(faults), bool(nowait))
 
     def cells(self, targets, threads: int, msgs: int, senders=()) -> tuple[Cell, ...]:
         return expand(targets, self.patterns, self.transports, poll_modes=self.polls,
                       variants=None if self.variants == "primary" else self.variants,
                       sync_modes=self.syncs, threads=threads, msgs=msgs, topologies=self.topologies,
-                      senders=senders, sockopts=self.sockopts, faults=self.faults)
+                      senders=senders, sockopts=self.sockopts, faults=self.faults, nowait=self.nowait)
 
 
 def parse_faults(value: str) -> tuple[Fault | None, ...]:
@@ -245,7 +247,7 @@ class SweepRequest:
                  threads: int, msgs: int, repeat: int, stall: float, sleep: float, backend: str, out: str,
                  inject: str | None = None, topology: str = "threads", sender_target: str | None = None,
                  receiver_target: str | None = None, jobs: int = 1, sockopts: str = "none",
-                 faults: str = "none") -> "SweepRequest":
+                 faults: str = "none", nowait: bool = False) -> "SweepRequest":
         """The pair flags: `--sender-target A` sends from A to every target of --targets,
         `--receiver-target B` from every target to B, both: the one pair A -> B."""
         check_sizes(threads=threads, msgs=msgs, repeat=repeat)
@@ -253,7 +255,7 @@ class SweepRequest:
         axes = Axes.from_cli(patterns, transports, variants, poll, sync,
                              sync_is_default=sync == MATRIX_DEFAULTS["sync"],
                              topology=pair_topology(topology, sender_target, receiver_target),
-                             sockopts=sockopts, faults=faults)
+                             sockopts=sockopts, faults=faults, nowait=nowait)
         chosen = select(load_targets(), targets)
         receivers = senders = ()
         if sender_target or receiver_target:
@@ -287,6 +289,8 @@ class SweepRequest:
                   "topology": list(self.axes.topologies)}
         if self.jobs > 1:
             params["jobs"] = self.jobs
+        if self.axes.nowait:
+            params["nowait"] = True
         if self.axes.sockopts != (SockOpts(),):
             params["sockopts"] = [o.label.lstrip("+") or "none" for o in self.axes.sockopts]
         if self.senders:
@@ -321,7 +325,7 @@ class ScenarioRequest:
                  poll: bool, sync: str, sleep: float, stall: float, repeat: int, backend: str,
                  json: str | None, timeout: float, inject: str | None, topology: str = "threads",
                  sender_target: str | None = None, receiver_target: str | None = None,
-                 sockopts: str = "none", fault: str = "none") -> "ScenarioRequest":
+                 sockopts: str = "none", fault: str = "none", nowait: bool = False) -> "ScenarioRequest":
         """`sockopts`: one set of socket options, as a cell's label names it ('hb100-300+immediate')."""
         names = [n.strip() for n in target.split(",")]
         if len(names) != 1 or not names[0]:
@@ -348,7 +352,8 @@ class ScenarioRequest:
             elif topologies != ("containers",):
                 raise LabError("--fault applies to --topology containers only")
         cells = tuple(Cell(receiver.name, pattern, transport, variant or "default", poll, sync, threads, msgs,
-                           topology, sender.name if topology == "containers" else "", options[0], faults[0])
+                           topology, sender.name if topology == "containers" else "", options[0], faults[0],
+                           bool(nowait))
                       for topology in topologies)
         return cls(receiver, cells, RunSettings.from_cli(repeat, stall, sleep, timeout, inject), backend,
                    check_output_file(json, "--json") if json is not None else None,

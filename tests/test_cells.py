@@ -1,6 +1,7 @@
 import pytest
 
-from lab.cells import PATTERNS, RECEIVER_JOURNAL, TRANSPORTS, VARIANTS, Cell, expand, parse_list, parse_poll_modes
+from lab.cells import (PATTERNS, RECEIVER_JOURNAL, TRANSPORTS, VARIANTS, Cell, expand, parse_list, parse_poll_modes,
+                       parse_sockopts)
 from lab.errors import LabError
 from lab.targets import parse_pins
 
@@ -398,3 +399,19 @@ def test_expand_puts_each_fault_on_the_containers_cells_only():
     assert [c.label for c in cells] == ["default", "default@containers", "default~pause-rx-1-1@containers"]
     with pytest.raises(LabError, match="need --topology containers"):
         expand(["a"], "pushpull", "tcp", "off", faults=(parse("pause:rx@1+1"),))
+
+
+def test_nowait_is_a_cell_setting_keyed_passed_and_kept():
+    cell = Cell("pyzmq-25.1.2", "pubsub", "tcp", sync="xpub", topology="containers", nowait=True,
+                sockopts=parse_sockopts("hwm100+buf4k+nodrop")[0])
+    assert cell.key == "pyzmq-25.1.2/pubsub/tcp/default+xpub+nowait+hwm100+buf4k+nodrop@containers"
+    assert "--nowait" in cell.scenario_argv(2, 0)
+    assert cell.to_dict()["nowait"] is True and Cell.from_dict(cell.to_dict()) == cell
+    blocking = Cell("pyzmq-25.1.2", "pubsub", "tcp")
+    assert "nowait" not in blocking.to_dict() and "--nowait" not in blocking.scenario_argv(2, 0)
+    assert {c.nowait for c in expand(["pyzmq-25.1.2"], ["pushpull"], ["tcp"], nowait=True)} == {True}
+    with pytest.raises(LabError, match="nowait must be true or false"):
+        Cell("pyzmq-25.1.2", "pubsub", "tcp", nowait="yes")
+    from lab import schemas
+    from tests.factories import make_verdict
+    schemas.validate("verdict", make_verdict(["ok"], cell).to_dict())      # the schema knows it

@@ -207,3 +207,16 @@ def test_faults_parse_as_a_list_with_none_and_bad_ones_are_one_line():
     assert none is None and pause.label == "pause:rx@1+2"
     with pytest.raises(LabError, match="kind 'nap' is unknown"):
         parse_faults("nap:rx@1+2")
+
+
+def test_nowait_reaches_every_cell_and_the_runs_parameters():
+    from lab.requests import ScenarioRequest, SweepRequest
+    one = ScenarioRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "", 5, 100, False, "none", 0.0, 2.0, 1,
+                                   "local", None, 0.0, None, nowait=True)
+    assert one.cell.nowait and one.settings.check(one.cell).nowait       # the harness parses --nowait
+    sweep = SweepRequest.from_cli("pyzmq-25.1.2", "pushpull,pair", "tcp", "primary", "off", "none", 2, 5, 1, 2.0,
+                                  0.0, "local", "results", nowait=True)
+    assert all(c.nowait for c in sweep.cells) and sweep.params["nowait"] is True
+    plain = SweepRequest.from_cli("pyzmq-25.1.2", "pushpull", "tcp", "primary", "off", "none", 2, 5, 1, 2.0,
+                                  0.0, "local", "results")
+    assert "nowait" not in plain.params and not any(c.nowait for c in plain.cells)
