@@ -19,6 +19,11 @@ How a lost ping is placed (a seq sent, never received):
            docs/topology.md), and at least GRACE_MIN_NS, because on a quiet loopback the latency is
            tens of microseconds while a heal (a sidecar deleting its rules, docker unpause) is
            stamped by another process with millisecond jitter.
+           A thread's window also runs on while its own backlog from the fault is still being
+           delivered (to the receive time of the last of its pings sent in [start, heal]): a
+           queue at its HWM stays in its mute state until it drains, after the fault ("dropped
+           until the mute state ends", zmq_socket(3) on PUB). Measured: a paused SUB's PUB
+           pipe drained 197 ms after the unpause, and 109 pings sent meanwhile were dropped.
   join     outside every window, and before the thread's first delivered ping: its connection
            was not up yet (the PUB/SUB slow joiner; the lab's baseline loss, not the fault's).
   outside  every other lost ping.
@@ -176,9 +181,19 @@ def seq_ranges(seqs) -> tuple:
     return tuple((a, b) for a, b in out)
 
 
-def _inside(sent: int, w: Window, grace: int) -> bool:
-    end = float("inf") if w.end_ns is None else w.end_ns + grace
+def _inside(sent: int, w: Window, grace: int, drained: Optional[int] = None) -> bool:
+    end = float("inf") if w.end_ns is None else max(w.end_ns + grace, drained or 0)
     return w.start_ns - grace <= sent <= end
+
+
+def _drained(t: ThreadPings, w: Window) -> Optional[int]:
+    """When this thread's backlog from window `w` was delivered: the last receive time of its
+    pings sent from the start to the heal and received after the heal (None: no backlog)."""
+    if w.end_ns is None:
+        return None
+    heal = _heal(w)
+    late = [r for _, s, r in _pairs(t) if s is not None and r is not None and w.start_ns <= s <= heal < r]
+    return max(late) if late else None
 
 
 def _stall_s(report: dict) -> float:
@@ -321,6 +336,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
         # by seq, not send time: a killed incarnation's lost seqs carry only an upper bound of
         # their send time (the next delivered ping's), equal to it, never below
         first_seq_delivered = min((q for q, _, r in _pairs(t) if r is not None), default=None)
+        drained = [_drained(t, w) for w in windows]
         for seq, sent, recv in _pairs(t):
             if sent is None:
                 continue
@@ -335,7 +351,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
                     during[i] += 1
             if recv is not None or seq in mine:
                 continue
-            hit = next((i for i, w in enumerate(windows) if _inside(sent, w, grace)), None)
+            hit = next((i for i, w in enumerate(windows) if _inside(sent, w, grace, drained[i])), None)
             if hit is not None:
                 inside[hit].setdefault(t.key, []).append(seq)
             elif first is None or (first_seq_delivered is not None and seq < first_seq_delivered):

@@ -159,6 +159,17 @@ def test_a_fault_over_before_the_first_ping_is_not_applied():
     assert fv.judged(during)["judged"] != "not-applied"
 
 
+def test_loss_while_a_threads_own_backlog_still_drains_is_the_faults():
+    # pause 1000–2000 ms; thread 0's backlog (sent inside, #2) came at 2200 ms: #3 sent at
+    # 2100 ms (after end + the 50 ms grace) was dropped by a queue still in its mute state,
+    # #4 sent at 2300 ms, after the drain, was not the fault's
+    t = thread(0, [500, 1500, 2100, 2300], [500.1, 2200, None, None])
+    other = thread(1, [500, 2100], [500.1, None])        # no backlog of its own: the grace only
+    out = fv.analyse(report([t, other], [window()]))
+    assert out.windows[0].lost_inside_by_thread == (("0", ((3, 3),)),)
+    assert dict(out.lost_outside_by_thread) == {"0": ((4, 4),), "1": ((2, 2),)}
+
+
 def test_window_never_undone_has_no_recovery():
     t = thread(0, [500, 1500, 2500], [500.1, None, None])
     out = fv.analyse(report([t], [window(end_ms=None, undone=False, error="sidecar gone")]))
