@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from lab import fault_verdicts
 from lab.errors import LabError
 from lab.matrix import Column, Matrix
 from lab.render import cell_label
@@ -56,7 +57,7 @@ THRESHOLDS = tuple(sorted(FAILURES, key=SEVERITY.__getitem__))
 
 
 # A fault cell's runs per judgement (lab/fault_verdicts.judged), in this order.
-JUDGEMENTS = ("expected", "unexpected", "no-promise", "not-applied")
+JUDGEMENTS = fault_verdicts.JUDGEMENTS
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,9 @@ from dataclasses import asdict, dataclass
 from statistics import median
 from typing import Optional
 
+# What judged() may say of a run's fault; lab/compare.py counts runs by these, and the
+# baseline schema requires each (tests/test_baseline.py holds the three together).
+JUDGEMENTS = ("expected", "unexpected", "no-promise", "not-applied")
 GRACE_MIN_NS = 50_000_000          # 50 ms: the floor of the in-flight allowance (see above)
 LATENCY_FACTOR = 4                 # the drain window's factor over the one-way latency
 DEFAULT_STALL_S = 2.0              # the harness's default --stall

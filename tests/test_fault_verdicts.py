@@ -253,3 +253,14 @@ def test_a_lost_seq_before_the_first_delivered_one_is_join_loss_even_with_an_upp
     r = report([thread(0, [100, 100, 200], [None, 101, 201])], [window(start_ms=1000, end_ms=1500)])
     out = fv.analyse(r)
     assert (out.lost_join, out.lost_outside) == (1, 0)
+
+
+def test_every_judgement_judged_gives_is_one_the_baseline_counts():
+    early = report([thread(0, [2500], [2500.1])], [window(start_ms=500, end_ms=2000)])
+    ok = report([thread(0, [500, 1500], [500.1, 1600])], [window()], outcome="ok")
+    seen = {fv.judged(early)["judged"], fv.judged(ok)["judged"]}
+    ok["faults"][0]["kind"] = "pause"
+    seen.add(fv.judged(ok)["judged"])
+    ok["params"]["pattern"] = "pair"                    # no source speaks to PAIR under a pause
+    seen.add(fv.judged(ok)["judged"])
+    assert seen <= set(fv.JUDGEMENTS) and {"not-applied", "no-promise", "expected"} <= seen
