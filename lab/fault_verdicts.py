@@ -333,6 +333,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
     during = [0] * len(windows)
     outside, join = {}, 0
     refused, unplaced = refused_seqs(report, threads)
+    heals = [_heal(w) for w in windows]
     for t in threads:
         first = t.first_recv_ns()
         mine = refused.get(t.key, frozenset())
@@ -344,8 +345,7 @@ def analyse(report: dict) -> Optional[FaultOutcome]:
             if sent is None:
                 continue
             for i, w in enumerate(windows):
-                if (recv is not None and w.end_ns is not None and w.start_ns <= sent <= _heal(w)
-                        and recv > _heal(w)):
+                if recv is not None and w.end_ns is not None and w.start_ns <= sent <= heals[i] < recv:
                     late[i] += 1
                 # surely in effect: from when applying returned to when undoing began (the
                 # injector's effective_ns/lifting_ns; else the window's edges, less the grace)

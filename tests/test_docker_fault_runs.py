@@ -16,6 +16,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PIN = "pyzmq-25.1.2"
 
 
+def one_run(backend, cell, stall=4.0) -> dict:
+    """One run of `cell` on the fixture's backend: its report (the verdict line printed)."""
+    b, target = backend
+    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=stall))
+    print("\n" + verdict.summary_line())
+    return verdict.runs[0].report
+
+
 @pytest.fixture
 def backend(engine_client, built_images):
     with docker_run(engine_client, "test-fault-runs") as b:
@@ -27,12 +35,9 @@ def backend(engine_client, built_images):
 
 @pytest.mark.parametrize("spec", ["partition:receiver@0.8+1", "pause:receiver@0.8+1", "reset:sender@0.8+1"])
 def test_a_fault_is_applied_mid_run_undone_and_judged(backend, spec):
-    b, target = backend
     before = host_rules("no-bridge-of-ours")      # the run makes and removes its own bridge: left out
     cell = Cell(PIN, "pushpull", "tcp", threads=3, msgs=60, topology="containers", fault=parse(spec))
-    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
-    print("\n" + verdict.summary_line())
-    report = verdict.runs[0].report
+    report = one_run(backend, cell)
     window = report["faults"][0]
     assert window["undone"] and window["error"] is None, window
     assert window["start_ns"] < window["end_ns"]
@@ -53,11 +58,8 @@ def test_a_fault_is_applied_mid_run_undone_and_judged(backend, spec):
 
 
 def test_a_fault_after_k_pings_starts_once_the_receiver_has_them(backend):
-    b, target = backend
     cell = Cell(PIN, "pushpull", "tcp", threads=3, msgs=60, topology="containers", fault=parse("partition:rx@after60+1"))
-    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
-    print("\n" + verdict.summary_line())
-    report = verdict.runs[0].report
+    report = one_run(backend, cell)
     window = report["faults"][0]
     assert window["error"] is None and window["undone"], window
     received = sorted(r for t in report["pings"]["threads"] for r in t["recv_ns"] if r is not None)
@@ -71,12 +73,9 @@ def test_a_fault_after_k_pings_starts_once_the_receiver_has_them(backend):
     ("pubsub", "pub-binds", "xpub", "kill:sender@0.8+0.5"),
 ])
 def test_a_killed_peer_is_started_again_in_its_container_and_judged(backend, pattern, variant, sync, spec):
-    b, target = backend
     cell = Cell(PIN, pattern, "tcp", variant=variant, sync=sync, threads=3, msgs=60, topology="containers",
                 fault=parse(spec))
-    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
-    print("\n" + verdict.summary_line())
-    report = verdict.runs[0].report
+    report = one_run(backend, cell)
     window = report["faults"][0]
     assert window["undone"] and window["error"] is None, window
     assert "SIGKILL to the %s's processes" % window["target"] in window["detail"]
@@ -103,11 +102,8 @@ def test_a_killed_peer_is_started_again_in_its_container_and_judged(backend, pat
 def test_a_req_whose_rep_is_killed_mid_request_hangs_and_only_it(backend):
     # paced past what a REQ/REP round trip allows, the REQs always have a request out: the
     # killed REP's are never answered (zguide ch. 4)
-    b, target = backend
     cell = Cell(PIN, "reqrep", "tcp", threads=3, msgs=20000, topology="containers", fault=parse("kill:rx@0.8+0.5"))
-    verdict = run_cell(b, target, cell, RunSettings(repeat=1, stall=4.0))
-    print("\n" + verdict.summary_line())
-    report = verdict.runs[0].report
+    report = one_run(backend, cell)
     assert report["outcome"] == "deadlock", report["reason"]
     block = report["fault"]
     window = block["outcome"]["windows"][0]
